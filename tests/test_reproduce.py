@@ -1,0 +1,80 @@
+"`lowcomm reproduce`: run a paper notebook with papermill on a copy of papers/, never the repo's own."
+import json, math, os, shutil, subprocess, sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO_PAPERS = Path(__file__).resolve().parent.parent/'papers'
+TIMEOUT = 300
+
+
+def lowcomm_cmd() -> list[str]:
+    "The venv's `lowcomm` console command (else `python -m lowcomm.cli`)."
+    exe = shutil.which('lowcomm', path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, '-m', 'lowcomm.cli']
+
+
+def lowcomm(*args, cwd, timeout=TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run([*lowcomm_cmd(), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def papers(tmp_path) -> Path:
+    "A copy of the repo's paper notebooks (only the .ipynb files) in a temp folder."
+    dest = tmp_path/'papers'; dest.mkdir()
+    for nb in REPO_PAPERS.glob('*.ipynb'): shutil.copy(nb, dest)
+    assert (dest/'baseline.ipynb').exists()
+    return dest
+
+
+def test_reproduce_baseline_smoke(tmp_path, papers):
+    cwd = tmp_path/'cwd'; cwd.mkdir()
+    r = lowcomm('reproduce', 'baseline', '--scale', 'smoke', '--papers', papers, cwd=cwd)
+    assert r.returncode == 0, r.stderr[-4000:]
+    res = json.loads((papers/'results'/'baseline-smoke.json').read_text())
+    assert {'eval_loss', 'ppl', 'params', 'measured_on'} <= set(res)
+    assert math.isfinite(res['ppl']) and res['ppl'] > 1
+    assert math.isclose(res['ppl'], math.exp(res['eval_loss']), rel_tol=1e-6)
+    assert isinstance(res['params'], int) and res['params'] > 0
+    assert {'lowcomm', 'torch', 'python', 'device'} <= set(res['measured_on'])
+    executed = nbformat.read(papers/'executed'/'baseline-smoke.ipynb', as_version=4)
+    code = [c for c in executed.cells if c.cell_type == 'code']
+    assert any(c.outputs for c in code), "the executed notebook has no outputs"
+    assert not any(o.get('output_type') == 'error' for c in code for o in c.outputs)
+    assert any('injected-parameters' in c.metadata.get('tags', []) for c in code)  # papermill passed scale=smoke
+    assert not list(cwd.iterdir())  # nothing written to the working directory
+
+
+def _paper(path: Path, *cells: str, tags=('parameters',)):
+    "Write a notebook: the first cell tagged `parameters`, the rest plain code cells."
+    nb = nbformat.v4.new_notebook(metadata={
+        'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'},
+        'language_info': {'name': 'python'}})
+    nb.cells = [nbformat.v4.new_code_cell(cells[0], metadata={'tags': list(tags)}),
+                *(nbformat.v4.new_code_cell(c) for c in cells[1:])]
+    nbformat.write(nb, path)
+
+
+def test_failing_paper_leaves_no_results(tmp_path, papers):
+    _paper(papers/'broken.ipynb',
+           "scale = 'smoke'\nresults_path = None",
+           "from lowcomm.repro import save_results\nsave_results({'eval_loss': 1.0}, results_path)",  # written, then...
+           "raise RuntimeError('deliberate failure in the broken paper')")
+    cwd = tmp_path/'cwd'; cwd.mkdir()
+    r = lowcomm('reproduce', 'broken', '--scale', 'smoke', '--papers', papers, cwd=cwd)
+    assert r.returncode != 0
+    assert 'deliberate failure in the broken paper' in r.stdout + r.stderr, r.stderr[-4000:]  # the cell did run
+    results = papers/'results'
+    assert not (results/'broken-smoke.json').exists()
+    assert not (results.exists() and list(results.iterdir())), list(results.iterdir())  # no partial files either
+
+
+def test_unknown_paper(tmp_path, papers):
+    r = lowcomm('reproduce', 'no_such_paper', '--papers', papers, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2, (r.returncode, r.stderr[-3000:])
+    assert 'Traceback' not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "'no_such_paper'" in r.stderr
+    for name in sorted(p.stem for p in papers.glob('*.ipynb')): assert name in r.stderr, (name, r.stderr)
+    assert not (papers/'results').exists() and not (papers/'executed').exists()
