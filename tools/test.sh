@@ -22,7 +22,7 @@ if [ -n "$(git status --porcelain -- nbs)" ]; then
 fi
 
 echo "== 3/5 notebook tests (nbdev_test)"
-nbdev_test --n_workers 2
+OMP_NUM_THREADS=1 nbdev_test --n_workers 2   # two notebooks at once, one thread each
 
 echo "== 4/5 integration tests (pytest tests/)"
 python -m pytest -q tests
