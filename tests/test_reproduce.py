@@ -5,18 +5,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from _cli import lowcomm
+
 REPO_PAPERS = Path(__file__).resolve().parent.parent/'papers'
-TIMEOUT = 300
-
-
-def lowcomm_cmd() -> list[str]:
-    "The venv's `lowcomm` console command (else `python -m lowcomm.cli`)."
-    exe = shutil.which('lowcomm', path=str(Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, '-m', 'lowcomm.cli']
-
-
-def lowcomm(*args, cwd, timeout=TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run([*lowcomm_cmd(), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture
@@ -28,22 +19,29 @@ def papers(tmp_path) -> Path:
     return dest
 
 
-def test_reproduce_baseline_smoke(tmp_path, papers):
+HEADLINES = {'baseline': {'eval_loss', 'ppl', 'params'},
+             'diloco': {'ppl_baseline', 'ppl_dp', 'ppl_diloco', 'bytes_dp', 'bytes_diloco', 'workers', 'H'}}
+
+
+@pytest.mark.parametrize('name', sorted(HEADLINES))
+def test_reproduce_smoke(tmp_path, papers, name):
     cwd = tmp_path/'cwd'; cwd.mkdir()
-    r = lowcomm('reproduce', 'baseline', '--scale', 'smoke', '--papers', papers, cwd=cwd)
+    r = lowcomm('reproduce', name, '--scale', 'smoke', '--papers', papers, cwd=cwd)
     assert r.returncode == 0, r.stderr[-4000:]
-    res = json.loads((papers/'results'/'baseline-smoke.json').read_text())
-    assert {'eval_loss', 'ppl', 'params', 'measured_on'} <= set(res)
-    assert math.isfinite(res['ppl']) and res['ppl'] > 1
-    assert math.isclose(res['ppl'], math.exp(res['eval_loss']), rel_tol=1e-6)
-    assert isinstance(res['params'], int) and res['params'] > 0
+    res = json.loads((papers/'results'/f'{name}-smoke.json').read_text())
+    assert HEADLINES[name] | {'measured_on'} <= set(res)
+    assert all(math.isfinite(v) and v > 1 for key, v in res.items() if key.startswith('ppl'))
     assert {'lowcomm', 'torch', 'python', 'device'} <= set(res['measured_on'])
-    executed = nbformat.read(papers/'executed'/'baseline-smoke.ipynb', as_version=4)
+    executed = nbformat.read(papers/'executed'/f'{name}-smoke.ipynb', as_version=4)
     code = [c for c in executed.cells if c.cell_type == 'code']
     assert any(c.outputs for c in code), "the executed notebook has no outputs"
     assert not any(o.get('output_type') == 'error' for c in code for o in c.outputs)
     assert any('injected-parameters' in c.metadata.get('tags', []) for c in code)  # papermill passed scale=smoke
     assert not list(cwd.iterdir())  # nothing written to the working directory
+    if name == 'baseline':
+        assert math.isclose(res['ppl'], math.exp(res['eval_loss']), rel_tol=1e-6)
+    else:
+        assert res['bytes_dp'] == res['H'] * res['bytes_diloco']   # fp32 both ways: H times fewer messages
 
 
 def _paper(path: Path, *cells: str, tags=('parameters',)):

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from _cli import lowcomm, lowcomm_cmd
 from lowcomm.core import RunRecord
 
 # A small run: a few seconds of CPU. Evaluations, train logs and checkpoints every 10 steps.
@@ -12,25 +13,17 @@ STEPS = 60
 SMALL = ['--model', 'tiny', '--max_docs', '40', '--batch_size', '4', '--seq_len', '32',
          '--eval_every', '10', '--eval_batches', '2', '--log_every', '10', '--device', 'cpu']
 RUN = ['--steps', str(STEPS), '--checkpoint_every', '10', *SMALL]
-# One BLAS/OpenMP thread, so that two processes computing the same steps agree to the bit
-# (threaded reductions may sum in a different order from one process to the next).
-ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
 TIMEOUT = 240
 
 
-def lowcomm_cmd() -> list[str]:
-    "The venv's `lowcomm` console command (else `python -m lowcomm.cli`)."
-    exe = shutil.which('lowcomm', path=str(Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, '-m', 'lowcomm.cli']
-
-
-def lowcomm(*args, cwd, timeout=TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run([*lowcomm_cmd(), *map(str, args)], cwd=cwd, env=ENV, capture_output=True,
-                          text=True, timeout=timeout)
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    "One BLAS/OpenMP thread in the subprocesses, so that two processes computing the same steps agree to the bit."
+    for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'): monkeypatch.setenv(var, '1')
 
 
 def start(*args, cwd, log) -> subprocess.Popen:
-    return subprocess.Popen([*lowcomm_cmd(), *map(str, args)], cwd=cwd, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen([*lowcomm_cmd(), *map(str, args)], cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
 
 
 def step_of(cp: Path) -> int: return int(re.fullmatch(r'step-(\d+)\.pt', cp.name).group(1))
