@@ -9,6 +9,6 @@ def lowcomm_cmd() -> list[str]:
     return [exe] if exe else [sys.executable, '-m', 'lowcomm.cli']
 
 
-def lowcomm(*args, cwd, env=None, timeout=300) -> subprocess.CompletedProcess:
+def lowcomm(*args, cwd, env=None, timeout=900) -> subprocess.CompletedProcess:
     "Run `lowcomm ARGS` in `cwd` to completion, capturing its output."
     return subprocess.run([*lowcomm_cmd(), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
