@@ -1,5 +1,5 @@
 "`lowcomm reproduce`: run a paper notebook with papermill on a copy of papers/, never the repo's own."
-import json, math, os, shutil, subprocess, sys
+import json, math, os, re, shutil, subprocess, sys
 from pathlib import Path
 
 import nbformat
@@ -23,10 +23,19 @@ HEADLINES = {'baseline': {'eval_loss', 'ppl', 'params'},
              'diloco': {'ppl_baseline', 'ppl_dp', 'ppl_diloco', 'bytes_dp', 'bytes_diloco', 'workers', 'H'}}
 
 
+@pytest.fixture(scope='module')
+def reproduced(tmp_path_factory):
+    "`lowcomm reproduce all --scale smoke` once, on a copy of the papers: (papers folder, completed process, cwd)."
+    root = tmp_path_factory.mktemp('all')
+    papers, cwd = root/'papers', root/'cwd'
+    papers.mkdir(); cwd.mkdir()
+    for nb in REPO_PAPERS.glob('*.ipynb'): shutil.copy(nb, papers)
+    return papers, lowcomm('reproduce', 'all', '--scale', 'smoke', '--papers', papers, cwd=cwd), cwd
+
+
 @pytest.mark.parametrize('name', sorted(HEADLINES))
-def test_reproduce_smoke(tmp_path, papers, name):
-    cwd = tmp_path/'cwd'; cwd.mkdir()
-    r = lowcomm('reproduce', name, '--scale', 'smoke', '--papers', papers, cwd=cwd)
+def test_reproduce_smoke(reproduced, name):
+    papers, r, cwd = reproduced
     assert r.returncode == 0, r.stderr[-4000:]
     res = json.loads((papers/'results'/f'{name}-smoke.json').read_text())
     assert HEADLINES[name] | {'measured_on'} <= set(res)
@@ -42,6 +51,23 @@ def test_reproduce_smoke(tmp_path, papers, name):
         assert math.isclose(res['ppl'], math.exp(res['eval_loss']), rel_tol=1e-6)
     else:
         assert res['bytes_dp'] == res['H'] * res['bytes_diloco']   # fp32 both ways: H times fewer messages
+
+
+def test_reproduce_all_writes_results_md(reproduced):
+    papers, r, cwd = reproduced
+    names = sorted(p.stem for p in REPO_PAPERS.glob("*.ipynb"))
+    for i, name in enumerate(names, 1): assert re.search(rf'\[{i}/{len(names)}\] {name}: ok in [\d.]+ s', r.stdout), r.stdout
+    md = (papers/'RESULTS.md').read_text()
+    assert '# Reproductions at scale `smoke`' in md and 'FAILED' not in md and 'No results' not in md, md
+    assert re.search(r'\| perplexity \| 16\.23 \| [\d.]+ \|', md), md                   # baseline: paper vs ours
+    assert re.search(r'\| perplexity: DiLoCo \| 15\.02 \| [\d.]+ \|', md), md           # DiLoCo Table 2
+    assert re.search(r'\| communication saved .* \| 500 \| [\d.]+ \|', md), md
+    assert '### Ablations' in md and '| workers | 4 | 15.23 | — |' in md and '### Claims' in md, md
+    for name in names:
+        figures = re.findall(rf'\]\((figures/{name}-smoke-\d+\.png)\)', md)
+        assert figures, (name, md)
+        assert all((papers/f).read_bytes()[:4] == b'\x89PNG' for f in figures)
+    assert not list(cwd.iterdir())  # nothing written to the working directory
 
 
 def _paper(path: Path, *cells: str, tags=('parameters',)):
