@@ -25,6 +25,12 @@ echo "== 3/5 notebook tests (nbdev_test)"
 OMP_NUM_THREADS=1 nbdev_test --n_workers 2   # two notebooks at once, one thread each
 
 echo "== 4/5 integration tests (pytest tests/)"
+if [ ! -x /usr/bin/chromium ]; then   # the browser tests drive Debian's chromium (Playwright's download is not used)
+  echo "installing chromium for the browser tests"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null \
+    || echo "WARNING: could not install chromium: the browser tests will be skipped" >&2
+fi
 python -m pytest -q tests
 
 echo "== 5/5 docs site (offline)"
