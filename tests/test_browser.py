@@ -5,7 +5,7 @@
 2. `launch_dashboard` (what `lowcomm dashboard RUN_DIR` calls) opens the dashboard of a run that another
    process is writing: it follows it.
 Screenshots go to tests/artifacts/ (or $LOWCOMM_ARTIFACTS)."""
-import json, os, re, subprocess, sys, textwrap, time
+import json, os, re, subprocess, sys, time
 from pathlib import Path
 
 import pytest

@@ -1,5 +1,5 @@
 "DiLoCo across real processes: torchrun on loopback (gloo) against the in-process simulator, and a killed worker."
-import json, os, shutil, signal, subprocess, sys, time
+import os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
 import pytest

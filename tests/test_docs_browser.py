@@ -3,7 +3,6 @@ headless Chromium: each loads without console errors, its pictures (images, plot
 internal links lead to pages that exist."""
 import functools, threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import urljoin, urlparse
 
 import pytest

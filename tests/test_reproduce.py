@@ -1,5 +1,5 @@
 "`lowcomm reproduce`: run a paper notebook with papermill on a copy of papers/, never the repo's own."
-import json, math, os, re, shutil, subprocess, sys
+import json, math, re, shutil
 from pathlib import Path
 
 import nbformat

@@ -1,5 +1,5 @@
 "`lowcomm train` end to end, as a user runs it: a real crash and resume, bad configs, missing data, corrupt checkpoints."
-import json, os, re, shutil, signal, subprocess, sys, time
+import json, re, shutil, signal, subprocess, time
 from pathlib import Path
 
 import pytest
