@@ -12,11 +12,18 @@ TORCHRUN = shutil.which('torchrun', path=str(Path(sys.executable).parent)) or sh
 SMALL = dict(model='tiny', max_docs=40, batch_size=4, seq_len=32, lr=3e-3, warmup=2, eval_batches=2, workers=2)
 
 
-def torchrun(cfg: DiLoCoConfig, run_dir, *extra, **popen):
-    "Start `lowcomm diloco` with cfg's fields under torchrun, 2 processes on loopback."
-    flags = [x for k, v in cfg.to_dict().items() for x in (f'--{k}', str(v)) if v != '']
-    cmd = [TORCHRUN, '--standalone', '--nproc_per_node', '2', *extra, '-m', 'lowcomm.cli', 'diloco', '--run_dir', str(run_dir), *flags]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+@pytest.fixture
+def torchrun():
+    "Start `lowcomm diloco` with a config's fields under torchrun, 2 processes on loopback; whatever is left is killed after the test."
+    started = []
+    def start(cfg: DiLoCoConfig, run_dir, *extra):
+        flags = [x for k, v in cfg.to_dict().items() for x in (f'--{k}', str(v)) if v != '']
+        cmd = [TORCHRUN, '--standalone', '--nproc_per_node', '2', *extra, '-m', 'lowcomm.cli', 'diloco', '--run_dir', str(run_dir), *flags]
+        started.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True))
+        return started[-1]
+    yield start
+    for p in started:
+        if p.poll() is None: os.killpg(p.pid, signal.SIGKILL)
 
 
 def simulated_theta(cfg):
@@ -27,7 +34,7 @@ def simulated_theta(cfg):
 
 
 @pytest.mark.parametrize('ablation', [{}, {'compress': 'int8', 'prune': 0.5, 'drop_prob': 0.3, 'outer_opt': 'adam', 'outer_lr': 0.1}])
-def test_two_processes_equal_the_simulator(tmp_path, ablation):
+def test_two_processes_equal_the_simulator(tmp_path, torchrun, ablation):
     cfg = DiLoCoConfig(**SMALL, steps=20, H=5, **ablation)
     p = torchrun(cfg, tmp_path/'run')
     out, _ = p.communicate(timeout=300)
@@ -49,7 +56,7 @@ def worker_pid(run_dir, rank: int) -> int | None:
             return int(proc.name)
 
 
-def test_killed_worker_resumes_from_last_round(tmp_path):
+def test_killed_worker_resumes_from_last_round(tmp_path, torchrun):
     cfg = DiLoCoConfig(**SMALL, steps=120, H=10)
     run_dir = tmp_path/'run'
     p = torchrun(cfg, run_dir, '--max-restarts', '2')
