@@ -14,16 +14,16 @@ SMALL = dict(model='tiny', max_docs=40, batch_size=4, seq_len=32, lr=3e-3, warmu
 
 @pytest.fixture
 def torchrun():
-    "Start `lowcomm diloco` with a config's fields under torchrun, 2 processes on loopback; whatever is left is killed after the test."
+    "Start `lowcomm diloco` with a config's fields under torchrun, `nproc` processes on loopback; whatever is left is killed after the test."
     started = []
-    def start(cfg: DiLoCoConfig, run_dir, *extra):
+    def start(cfg: DiLoCoConfig, run_dir, *extra, nproc: int = 2):
         flags = [x for k, v in cfg.to_dict().items() for x in (f'--{k}', str(v)) if v != '']
-        cmd = [TORCHRUN, '--standalone', '--nproc_per_node', '2', *extra, '-m', 'lowcomm.cli', 'diloco', '--run_dir', str(run_dir), *flags]
-        started.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True))
-        return started[-1]
+        cmd = [TORCHRUN, '--standalone', '--nproc_per_node', str(nproc), *extra, '-m', 'lowcomm.cli', 'diloco', '--run_dir', str(run_dir), *flags]
+        env = {**os.environ, 'OMP_NUM_THREADS': '1'}   # what torchrun sets for 2+ processes, for 1 too
+        started.append((subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env), run_dir))
+        return started[-1][0]
     yield start
-    for p in started:
-        if p.poll() is None: os.killpg(p.pid, signal.SIGKILL)
+    for p, run_dir in started: kill_job(p, run_dir)
 
 
 def simulated_theta(cfg):
@@ -45,16 +45,35 @@ def test_two_processes_equal_the_simulator(tmp_path, torchrun, ablation):
     torch.testing.assert_close(theta, simulated_theta(cfg), rtol=1e-5, atol=1e-6)
 
 
-def worker_pid(run_dir, rank: int) -> int | None:
-    "PID of the torchrun worker process of `rank` for the run in `run_dir`."
+def worker_pids(run_dir, rank: int | None = None) -> list[int]:
+    "PIDs of the torchrun worker processes (of `rank`, or all) for the run in `run_dir`."
+    pids = []
     for proc in Path('/proc').iterdir():
         try:
             cmd = (proc/'cmdline').read_bytes().split(b'\0')
             env = (proc/'environ').read_bytes().split(b'\0')
         except (OSError, ValueError):
             continue
-        if str(run_dir).encode() in cmd and b'lowcomm.cli' in cmd and f'RANK={rank}'.encode() in env:
-            return int(proc.name)
+        if str(run_dir).encode() in cmd and b'lowcomm.cli' in cmd and (rank is None or f'RANK={rank}'.encode() in env):
+            pids.append(int(proc.name))
+    return pids
+
+
+def kill_job(p, run_dir):
+    "SIGKILL torchrun and its workers (which run in sessions of their own)."
+    if p.poll() is None: os.killpg(p.pid, signal.SIGKILL)
+    for pid in worker_pids(run_dir):
+        try: os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError: pass
+    p.wait()
+
+
+def wait_for_round(p, rec: RunRecord, round: int, timeout: float = 120):
+    "Wait until the run's latest checkpoint is of `round` or later, while `p` runs."
+    deadline = time.time() + timeout
+    while len(rec.checkpoints()) == 0 or rec.load_checkpoint()['round'] < round:
+        assert p.poll() is None and time.time() < deadline, p.stdout.read() if p.poll() is not None else 'timed out'
+        time.sleep(0.05)
 
 
 def test_killed_worker_resumes_from_last_round(tmp_path, torchrun):
@@ -62,13 +81,10 @@ def test_killed_worker_resumes_from_last_round(tmp_path, torchrun):
     run_dir = tmp_path/'run'
     p = torchrun(cfg, run_dir, '--max-restarts', '2')
     rec = RunRecord(run_dir)
-    deadline = time.time() + 120
-    while len(rec.checkpoints()) == 0 or rec.load_checkpoint()['round'] < 3:
-        assert p.poll() is None and time.time() < deadline, p.stdout.read() if p.poll() is not None else 'timed out'
-        time.sleep(0.05)
-    pid = worker_pid(run_dir, rank=1)
-    assert pid, 'rank 1 worker not found'
-    os.kill(pid, signal.SIGKILL)
+    wait_for_round(p, rec, 3)
+    pids = worker_pids(run_dir, rank=1)
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGKILL)
     killed_at = time.time()
     saved = {r['round']: r['time'] for r in rec.metrics('round')}
     out, _ = p.communicate(timeout=300)
@@ -81,3 +97,21 @@ def test_killed_worker_resumes_from_last_round(tmp_path, torchrun):
     kept = [r for r in saved if r < redone[0]]
     assert kept and all(saved[r] == next(x['time'] for x in rounds if x['round'] == r) for r in kept)  # ...keeping completed rounds
     torch.testing.assert_close(rec.load_checkpoint()['theta'], simulated_theta(cfg), rtol=1e-5, atol=1e-6)
+
+
+def test_lost_machine_resumes_on_fewer_processes(tmp_path, torchrun):
+    "The whole job dies after round 2 or later; it resumes with one process running both workers, and ends where the simulator does."
+    cfg = DiLoCoConfig(**SMALL, steps=60, H=10)
+    run_dir = tmp_path/'run'
+    p = torchrun(cfg, run_dir)
+    rec = RunRecord(run_dir)
+    wait_for_round(p, rec, 2)
+    kill_job(p, run_dir)
+    done = rec.load_checkpoint()['round']
+    assert done < cfg.rounds, 'the run finished before it was killed'
+    out, _ = torchrun(cfg, run_dir, nproc=1).communicate(timeout=300)
+    assert rec.status['state'] == 'finished', out
+    assert [r['round'] for r in rec.metrics('round')] == list(range(1, cfg.rounds + 1))
+    assert [(e['round'], e['processes']) for e in rec.metrics('start')] == [(0, 2), (done, 1)]
+    torch.testing.assert_close(rec.load_checkpoint()['theta'], simulated_theta(cfg), rtol=1e-5, atol=1e-6)
+
