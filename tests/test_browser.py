@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lowcomm.dashboard import launch_dashboard
+from lowcomm.dashboard.live import launch_dashboard
 
 PANEL = '.jp-NotebookPanel:not(.lm-mod-hidden)'   # the notebook on show (the workspace may hold others)
 LONG = 180_000      # ms: generous, the machine may be busy; nothing here asserts on speed
@@ -20,15 +20,15 @@ RUN_CFG = "DiLoCoConfig(model='tiny', max_docs=40, batch_size=4, seq_len=32, ste
 
 LIVE_CELL = f"""\
 from pathlib import Path
-from lowcomm.diloco import DiLoCo, DiLoCoConfig
-from lowcomm.dashboard import live
+from lowcomm.distributed.diloco import DiLoCo, DiLoCoConfig
+from lowcomm.dashboard.live import live
 run = DiLoCo({RUN_CFG}, run_dir=Path('live_run'), progress=False)
 dash = live(run, interval=0.3)
 dash"""
 
 PROC_SCRIPT = f"""\
 import sys
-from lowcomm.diloco import DiLoCo, DiLoCoConfig
+from lowcomm.distributed.diloco import DiLoCo, DiLoCoConfig
 DiLoCo({RUN_CFG}, run_dir=sys.argv[1], progress=False).fit()"""
 
 

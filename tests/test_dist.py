@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lowcomm.core import RunRecord
-from lowcomm.diloco import DiLoCo, DiLoCoConfig
+from lowcomm.distributed.diloco import DiLoCo, DiLoCoConfig
 
 TORCHRUN = shutil.which('torchrun', path=str(Path(sys.executable).parent)) or shutil.which('torchrun')
 SMALL = dict(model='tiny', max_docs=40, batch_size=4, seq_len=32, lr=3e-3, warmup=2, eval_batches=2, workers=2)

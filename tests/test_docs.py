@@ -1,4 +1,4 @@
-"Build the real docs site offline (the `#| slow` check of nbs/93_docs.ipynb) and check it."
+"Build the real docs site offline (the `#| slow` check of nbs/tools/40_docs.ipynb) and check it."
 import re
 from pathlib import Path
 
