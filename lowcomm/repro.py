@@ -4,22 +4,27 @@
 
 # %% ../nbs/tools/30_repro.ipynb #39dea24f
 from __future__ import annotations
-import base64, json, os, platform, shutil, tempfile, time
+import base64, json, os, platform, re, shutil, socket, tempfile, time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import nbformat, torch
 
 import lowcomm
 from .core import PUBLISHED, ConfigError, atomic_write, atomic_write_json, load_families
+from .data import DataConfig
 
 # %% auto #0
-__all__ = ['SCALES', 'PaperFailed', 'find_papers', 'paper_names', 'save_results', 'save_figures', 'reproduce', 'reproduce_all',
-           'paper_section', 'write_results_md']
+__all__ = ['SCALES', 'SCALE_CORPUS', 'LOCAL_SCALES', 'PaperFailed', 'find_papers', 'paper_names', 'save_results', 'hub_reachable',
+           'preflight', 'corpus_tag', 'save_figures', 'reproduce', 'reproduce_all', 'corpus_tags', 'paper_section',
+           'write_results_md', 'write_results_index']
 
 # %% ../nbs/tools/30_repro.ipynb #116805f6
 SCALES = {'smoke': 'seconds on a 2-core CPU; checks the pipeline, not the claims',
           'cpu': 'minutes on a 2-core CPU; should reproduce the direction of each claim',
           'gpu': "the paper's own configuration (C4, 150M parameters)"}
+SCALE_CORPUS = {'smoke': 'stdlib', 'cpu': 'stdlib', 'gpu': 'c4'}   # what each scale trains on unless told otherwise
+LOCAL_SCALES = ('smoke',)   # outputs git ignores: the index never links them, so a run there changes nothing in git
 
 class PaperFailed(RuntimeError):
     "A paper notebook raised an error while it ran."
@@ -32,6 +37,7 @@ def find_papers(papers_dir=None) -> Path:
     raise ConfigError(f"no papers folder at {papers_dir or './papers'}: run from the lowcomm checkout or pass --papers")
 
 def paper_names(papers_dir=None) -> list[str]:
+    "The names of the paper notebooks in `papers_dir`, sorted."
     return sorted(p.stem for p in find_papers(papers_dir).glob('*.ipynb'))
 
 def save_results(results: dict, path):
@@ -42,25 +48,64 @@ def save_results(results: dict, path):
             'finished': time.strftime('%Y-%m-%dT%H:%M:%S')}
     atomic_write_json(path, {**results, 'measured_on': meta})
 
+# %% ../nbs/tools/30_repro.ipynb #b81f2d6e
+def _offline() -> bool: return any(os.environ.get(v, '').lower() in ('1', 'true', 'yes', 'on') for v in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE'))
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    "Whether the Hugging Face hub (`HF_ENDPOINT`) accepts a connection, unless an offline variable is set."
+    if _offline(): return False
+    url = urlparse(os.environ.get('HF_ENDPOINT', 'https://huggingface.co'))
+    try: socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+    except OSError: return False
+    return True
+
+def preflight(scale: str, corpus: str | None = None):
+    "Check that `scale` can run on `corpus` (None: the scale's own) here; a one-line `ConfigError` says what is missing."
+    if scale not in SCALES: raise ConfigError(f"scale {scale!r} is not allowed: expected one of {', '.join(SCALES)}")
+    if corpus: DataConfig(corpus=corpus)   # a path must exist
+    missing = []
+    if scale == 'gpu' and not torch.cuda.is_available(): missing.append('a CUDA GPU (none visible)')
+    if (corpus or SCALE_CORPUS[scale]) == 'c4' and not hub_reachable():
+        missing.append('C4: pass --corpus PATH to a local C4-format file or run where the hub is reachable')
+    if missing: raise ConfigError(f"scale {scale} needs {' and '.join(missing)}")
+
+# %% ../nbs/tools/30_repro.ipynb #e4b9c5a3
+def corpus_tag(scale: str, corpus: str | None = None) -> str:
+    "'' for the scale's own corpus, else the name that keeps `corpus`'s outputs apart: its file name up to the first dot."
+    if not corpus or corpus == SCALE_CORPUS[scale]: return ''
+    return re.sub(r'[^A-Za-z0-9_]+', '_', Path(corpus).name.split('.')[0]) or 'corpus'
+
+def _stem(name: str, scale: str, tag: str = '') -> str: return f'{name}-{scale}' + (f'-{tag}' if tag else '')
+
+def _declares(nb: Path, param: str) -> bool:
+    "Whether notebook `nb`'s `parameters` cell assigns `param` (`param = ...` or `param: type = ...`)."
+    return any('parameters' in c.metadata.get('tags', []) and re.search(rf'^{param}\s*[:=]', c.source, re.M)
+               for c in nbformat.read(nb, as_version=4).cells)
+
 # %% ../nbs/tools/30_repro.ipynb #ae199079
+def _figures(figures_dir, stem: str) -> list[Path]:
+    "The figures `STEM-N.png` in `figures_dir`, by N (not those of a longer stem, such as another corpus's)."
+    found = ((int(m[1]), p) for p in Path(figures_dir).glob(f'{stem}-*.png') if (m := re.fullmatch(rf'{re.escape(stem)}-(\d+)\.png', p.name)))
+    return [p for _, p in sorted(found)]
+
 def save_figures(executed, figures_dir, stem: str) -> list[Path]:
     "Write the PNG outputs of notebook `executed` to `figures_dir/STEM-N.png` (N = 1, 2, ...), replacing old ones."
     figures_dir = Path(figures_dir); figures_dir.mkdir(exist_ok=True)
-    for old in figures_dir.glob(f'{stem}-*.png'): old.unlink()
+    for old in _figures(figures_dir, stem): old.unlink()
     nb = nbformat.read(executed, as_version=4)
     pngs = [o.data['image/png'] for c in nb.cells if c.cell_type == 'code' for o in c.outputs if 'image/png' in o.get('data', {})]
     paths = [figures_dir/f'{stem}-{i}.png' for i in range(1, len(pngs) + 1)]
     for path, png in zip(paths, pngs): path.write_bytes(base64.b64decode(png))
     return paths
 
-def _run(nb: Path, executed: Path, final: Path, scale: str, progress: bool):
+def _run(nb: Path, executed: Path, final: Path, parameters: dict, progress: bool):
     "Execute `nb` to `executed` with papermill; move the results it writes to `final` only if it finished."
     import papermill as pm
     executed.parent.mkdir(exist_ok=True); final.parent.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp)/'results.json'
         try:
-            pm.execute_notebook(nb, executed, parameters={'scale': scale, 'results_path': str(fresh)},
+            pm.execute_notebook(nb, executed, parameters={**parameters, 'results_path': str(fresh)},
                                 kernel_name='python3', language='python', cwd=str(nb.parent), progress_bar=progress)
         except pm.PapermillExecutionError as e:
             raise PaperFailed(f"{nb} failed in cell {e.exec_count}: {e.ename}: {e.evalue}; "
@@ -68,33 +113,37 @@ def _run(nb: Path, executed: Path, final: Path, scale: str, progress: bool):
         if not fresh.exists(): raise PaperFailed(f"{nb} ran but wrote no results (it must call save_results(..., results_path))")
         shutil.move(fresh, final)
 
-def reproduce(name: str, scale: str = 'smoke', papers_dir=None, progress: bool = True) -> dict:
-    "Run `papers/NAME.ipynb` at `scale`; returns the results it wrote to `papers/results/NAME-SCALE.json`."
+def reproduce(name: str, scale: str = 'smoke', papers_dir=None, progress: bool = True, corpus: str | None = None) -> dict:
+    "Run `papers/NAME.ipynb` at `scale` on `corpus` (None: the scale's own); returns the results it wrote to `papers/results/`."
     papers = find_papers(papers_dir)
-    if scale not in SCALES: raise ConfigError(f"scale {scale!r} is not allowed: expected one of {', '.join(SCALES)}")
     nb = papers/f'{name}.ipynb'
     if not nb.exists(): raise ConfigError(f"no paper named {name!r}: expected one of {', '.join(paper_names(papers))}")
-    executed, final = papers/'executed'/f'{name}-{scale}.ipynb', papers/'results'/f'{name}-{scale}.json'
+    preflight(scale, corpus)
+    if corpus and not _declares(nb, 'corpus'): raise ConfigError(f"paper {name!r} has no corpus parameter: it cannot run on {corpus}")
+    stem = _stem(name, scale, corpus_tag(scale, corpus))
+    executed, final = papers/'executed'/f'{stem}.ipynb', papers/'results'/f'{stem}.json'
+    parameters = {'scale': scale, **({'corpus': corpus if corpus in ('stdlib', 'c4') else str(Path(corpus).resolve())} if corpus else {})}
     try:
-        _run(nb, executed, final, scale, progress)
-        save_figures(executed, papers/'figures', f'{name}-{scale}')
+        _run(nb, executed, final, parameters, progress)
+        save_figures(executed, papers/'figures', stem)
     finally: write_results_md(papers, scale)
     print(f"{name} at scale {scale}: executed notebook {executed}, results {final}")
     return json.loads(final.read_text())
 
 # %% ../nbs/tools/30_repro.ipynb #35e63cac
-def reproduce_all(scale: str = 'smoke', papers_dir=None, progress: bool = True) -> dict[str, dict]:
+def reproduce_all(scale: str = 'smoke', papers_dir=None, progress: bool = True, corpus: str | None = None) -> dict[str, dict]:
     "Run every paper in `papers/` at `scale`; returns their results, or raises `PaperFailed` naming the failures after all ran."
     papers = find_papers(papers_dir)
     names, results, failed = paper_names(papers), {}, {}
     if not names: raise ConfigError(f"no paper notebooks in {papers}")
+    preflight(scale, corpus)
     for i, name in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {name} at scale {scale}: started", flush=True)
         t0 = time.time()
-        try: results[name] = reproduce(name, scale, papers, progress)
+        try: results[name] = reproduce(name, scale, papers, progress, corpus)
         except Exception as e: failed[name] = str(e)
         print(f"[{i}/{len(names)}] {name}: {'FAILED' if name in failed else 'ok'} in {time.time() - t0:.1f} s", flush=True)
-    report = f"published vs lowcomm's numbers: {papers/'RESULTS.md'}"
+    report = f"published vs lowcomm's numbers: {papers/f'RESULTS-{scale}.md'}"
     if failed: raise PaperFailed(f"{len(failed)} of {len(names)} papers failed at scale {scale}:\n"
                                  + ''.join(f"  {n}: {msg}\n" for n, msg in failed.items()) + report)
     print(f"all {len(names)} papers ran at scale {scale}; {report}")
@@ -129,12 +178,18 @@ def _ablation_rows(results: dict, published: dict):
         for setting in _ordered([*rs, *(s for s in paper if s not in rs)]):
             yield name, setting, _fmt(paper.get(setting)), _fmt(rs.get(setting, {}).get('ppl'))
 
-def paper_section(name: str, scale: str, papers) -> list[str]:
-    "The markdown lines of paper `name` at `scale`: published vs lowcomm's numbers, ablations, claims, figures."
-    papers = Path(papers); stem = f'{name}-{scale}'
+def corpus_tags(papers, name: str, scale: str) -> list[str]:
+    "'' (the scale's own corpus), then the tags of the other corpora paper `name` was run on at `scale`."
+    pattern = re.compile(rf'{re.escape(name)}-{scale}-(\w+)\.(json|ipynb)')
+    return ['', *sorted({m[1] for d in ('results', 'executed') for p in (Path(papers)/d).glob(f'{name}-{scale}-*')
+                         if (m := pattern.fullmatch(p.name))})]
+
+def paper_section(name: str, scale: str, papers, tag: str = '') -> list[str]:
+    "The markdown lines of paper `name` at `scale` (on corpus `tag`): published vs lowcomm's numbers, ablations, claims, figures."
+    papers = Path(papers); stem = _stem(name, scale, tag)
     res_path, executed = papers/'results'/f'{stem}.json', papers/'executed'/f'{stem}.ipynb'
     failed = executed.exists() and bool(nbformat.read(executed, as_version=4).metadata.get('papermill', {}).get('exception'))
-    lines = [f'## {name}', '']
+    lines = [f'## {name}' + (f' on corpus `{tag}`' if tag else ''), '']
     if failed: lines += [f'**The last run at scale {scale} FAILED**: see [executed/{stem}.ipynb](executed/{stem}.ipynb).', '']
     if not res_path.exists(): return lines + [f'No results at scale {scale}: {"it failed" if failed else "not run"}.', '']
     res, pub = json.loads(res_path.read_text()), PUBLISHED.get(name, {})
@@ -148,16 +203,38 @@ def paper_section(name: str, scale: str, papers) -> list[str]:
         lines += ['### Ablations (perplexity)', '', *_table(['ablation', 'setting', 'paper', 'lowcomm'], _ablation_rows(res, pub))]
         lines += [f'- {n}: {note}' for n, note in pub.get('notes', {}).items() if n in res['ablations']] + ['']
     if 'claims' in res: lines += ['### Claims', '', *_table(['claim', f'holds at scale {scale}'], ((c, _fmt(ok)) for c, ok in res['claims'].items()))]
-    figures = sorted((papers/'figures').glob(f'{stem}-*.png'), key=lambda p: int(p.stem.rsplit('-', 1)[1]))
-    return lines + [f'![{name}, figure {i}](figures/{f.name})' for i, f in enumerate(figures, 1)] + ['']
+    return lines + [f'![{name}, figure {i}](figures/{f.name})' for i, f in enumerate(_figures(papers/'figures', stem), 1)] + ['']
+
+def _write(path: Path, lines: list[str]) -> Path:
+    atomic_write(path, lambda f: f.write('\n'.join(lines).encode()))
+    return path
 
 def write_results_md(papers_dir, scale: str) -> Path:
-    "Write `papers/RESULTS.md`: every paper's published numbers beside lowcomm's at `scale`."
+    "Write `papers/RESULTS-SCALE.md` (every paper's published numbers beside lowcomm's at `scale`) and the index; returns the page."
     papers = find_papers(papers_dir)
     lines = [f'# Reproductions at scale `{scale}`', '',
              f'Scale {scale}: {SCALES[scale]}. Written by `lowcomm reproduce` from `results/NAME-{scale}.json` '
              f'and `executed/NAME-{scale}.ipynb`; do not edit by hand.', '']
-    for name in paper_names(papers): lines += paper_section(name, scale, papers)
-    path = papers/'RESULTS.md'
-    atomic_write(path, lambda f: f.write('\n'.join(lines).encode()))
-    return path
+    for name in paper_names(papers):
+        for tag in corpus_tags(papers, name, scale): lines += paper_section(name, scale, papers, tag)
+    page = _write(papers/f'RESULTS-{scale}.md', lines)
+    write_results_index(papers)
+    return page
+
+# %% ../nbs/tools/30_repro.ipynb #bb72d1fa
+def _with_results(papers: Path, scale: str) -> list[str]:
+    "The papers (and their other corpora) with results at `scale`."
+    return [name + (f' (corpus `{tag}`)' if tag else '') for name in paper_names(papers)
+            for tag in corpus_tags(papers, name, scale) if (papers/'results'/f'{_stem(name, scale, tag)}.json').exists()]
+
+def write_results_index(papers_dir) -> Path:
+    "Write `papers/RESULTS.md`: each scale, a link to its page, and which papers have results there."
+    papers, rows = find_papers(papers_dir), []
+    for scale, what in SCALES.items():
+        page = f'RESULTS-{scale}.md'
+        if scale in LOCAL_SCALES: rows.append((scale, what, f'not kept in git: `lowcomm reproduce all --scale {scale}` writes `{page}`'))
+        else: rows.append((f'[{scale}]({page})' if (papers/page).exists() else scale, what, ', '.join(_with_results(papers, scale)) or 'none'))
+    return _write(papers/'RESULTS.md', ['# Reproductions', '',
+        "lowcomm's runs of the papers in this folder (`lowcomm reproduce NAME --scale SCALE`) beside the papers' own "
+        'numbers, one page per scale. Written by `lowcomm reproduce`; do not edit by hand.', '',
+        *_table(['scale', 'what it is', 'papers with results'], rows)])

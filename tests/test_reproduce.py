@@ -1,5 +1,5 @@
-"`lowcomm reproduce`: run a paper notebook with papermill on a copy of papers/, never the repo's own."
-import json, math, re, shutil
+"`lowcomm reproduce`: run the paper notebooks with papermill on a copy of papers/ (with its committed cpu results), never the repo's own."
+import hashlib, json, math, os, re, shutil, subprocess, sys
 from pathlib import Path
 
 import nbformat
@@ -8,6 +8,11 @@ import pytest
 from _cli import lowcomm
 
 REPO_PAPERS = Path(__file__).resolve().parent.parent/'papers'
+CPU_FILES = {'RESULTS.md', 'RESULTS-cpu.md', 'results/baseline-cpu.json', 'results/diloco-cpu.json', 'executed/baseline-cpu.ipynb',
+             'executed/diloco-cpu.ipynb', 'figures/baseline-cpu-1.png', 'figures/diloco-cpu-1.png', 'figures/diloco-cpu-2.png'}
+NO_GPU = {**os.environ, 'CUDA_VISIBLE_DEVICES': '', 'HF_HUB_OFFLINE': '1'}   # the gpu scale fails its preflight on any machine
+GPU_MISSING = ("lowcomm reproduce: scale gpu needs a CUDA GPU (none visible) and C4: "
+               "pass --corpus PATH to a local C4-format file or run where the hub is reachable")
 
 
 @pytest.fixture
@@ -19,24 +24,52 @@ def papers(tmp_path) -> Path:
     return dest
 
 
-HEADLINES = {'baseline': {'eval_loss', 'ppl', 'params'},
-             'diloco': {'ppl_baseline', 'ppl_dp', 'ppl_diloco', 'bytes_dp', 'bytes_diloco', 'workers', 'H'}}
+def _committed_copy(dest: Path) -> Path:
+    "The repo's papers/ as committed (notebooks, pages, cpu results), without run records or smoke outputs."
+    shutil.copytree(REPO_PAPERS, dest, ignore=lambda d, names: [n for n in names if n == 'runs' or '-smoke' in n or n.startswith('.')])
+    return dest
+
+
+def _snapshot(papers: Path) -> dict[str, str]:
+    "Every file under `papers` (but run records): relative path -> sha256."
+    return {p.relative_to(papers).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(papers.rglob('*')) if p.is_file() and 'runs' not in p.relative_to(papers).parts}
+
+
+def _corpus(path: Path) -> Path:
+    "A small JSON-lines corpus of 40 made-up documents."
+    path.parent.mkdir()
+    path.write_text(''.join(json.dumps({'text': ''.join(f'note {d}.{i}: {d * i % 17} apples, {(d + i) % 5} pears\n' for i in range(60))}) + '\n'
+                            for d in range(40)))
+    return path
 
 
 @pytest.fixture(scope='module')
 def reproduced(tmp_path_factory):
-    "`lowcomm reproduce all --scale smoke` once, on a copy of the papers: (papers folder, completed process, cwd)."
+    "On a committed copy of papers/: `reproduce all --scale smoke`, a failing `--scale gpu`, a smoke run on another corpus; outputs and snapshots."
     root = tmp_path_factory.mktemp('all')
-    papers, cwd = root/'papers', root/'cwd'
-    papers.mkdir(); cwd.mkdir()
-    for nb in REPO_PAPERS.glob('*.ipynb'): shutil.copy(nb, papers)
-    return papers, lowcomm('reproduce', 'all', '--scale', 'smoke', '--papers', papers, cwd=cwd), cwd
+    papers, cwd = _committed_copy(root/'papers'), root/'cwd'
+    cwd.mkdir()
+    s = {'committed': _snapshot(papers)}
+    r = {'smoke': lowcomm('reproduce', 'all', '--scale', 'smoke', '--papers', papers, cwd=cwd)}
+    s['smoke'] = _snapshot(papers)
+    r['gpu'] = lowcomm('reproduce', 'all', '--scale', 'gpu', '--papers', papers, cwd=cwd, env=NO_GPU, timeout=120)
+    r['gpu_one'] = lowcomm('reproduce', 'diloco', '--scale', 'gpu', '--papers', papers, cwd=cwd, env=NO_GPU, timeout=120)
+    s['gpu'] = _snapshot(papers)
+    corpus = _corpus(root/'data'/'mine.jsonl')
+    r['corpus'] = lowcomm('reproduce', 'baseline', '--scale', 'smoke', '--corpus', '../data/mine.jsonl', '--papers', papers, cwd=cwd)
+    s['corpus'] = _snapshot(papers)
+    return papers, r, s, cwd, corpus
+
+
+HEADLINES = {'baseline': {'eval_loss', 'ppl', 'params'},
+             'diloco': {'ppl_baseline', 'ppl_dp', 'ppl_diloco', 'bytes_dp', 'bytes_diloco', 'workers', 'H'}}
 
 
 @pytest.mark.parametrize('name', sorted(HEADLINES))
 def test_reproduce_smoke(reproduced, name):
-    papers, r, cwd = reproduced
-    assert r.returncode == 0, r.stderr[-4000:]
+    papers, r, _, cwd, _ = reproduced
+    assert r['smoke'].returncode == 0, r['smoke'].stderr[-4000:]
     res = json.loads((papers/'results'/f'{name}-smoke.json').read_text())
     assert HEADLINES[name] | {'measured_on'} <= set(res)
     assert all(math.isfinite(v) and v > 1 for key, v in res.items() if key.startswith('ppl'))
@@ -49,15 +82,17 @@ def test_reproduce_smoke(reproduced, name):
     assert not list(cwd.iterdir())  # nothing written to the working directory
     if name == 'baseline':
         assert math.isclose(res['ppl'], math.exp(res['eval_loss']), rel_tol=1e-6)
+        assert res['config']['eval_batch_size'] == res['config']['batch_size'] == 8
     else:
         assert res['bytes_dp'] == res['H'] * res['bytes_diloco']   # fp32 both ways: H times fewer messages
+        assert res['corpus'] == 'stdlib'
 
 
 def test_reproduce_all_writes_results_md(reproduced):
-    papers, r, cwd = reproduced
+    papers, r, _, cwd, _ = reproduced
     names = sorted(p.stem for p in REPO_PAPERS.glob("*.ipynb"))
-    for i, name in enumerate(names, 1): assert re.search(rf'\[{i}/{len(names)}\] {name}: ok in [\d.]+ s', r.stdout), r.stdout
-    md = (papers/'RESULTS.md').read_text()
+    for i, name in enumerate(names, 1): assert re.search(rf'\[{i}/{len(names)}\] {name}: ok in [\d.]+ s', r['smoke'].stdout), r['smoke'].stdout
+    md = (papers/'RESULTS-smoke.md').read_text()
     assert '# Reproductions at scale `smoke`' in md and 'FAILED' not in md and 'No results' not in md, md
     assert re.search(r'\| perplexity \| 16\.23 \| [\d.]+ \|', md), md                   # baseline: paper vs ours
     assert re.search(r'\| perplexity: DiLoCo \| 15\.02 \| [\d.]+ \|', md), md           # DiLoCo Table 2
@@ -68,6 +103,56 @@ def test_reproduce_all_writes_results_md(reproduced):
         assert figures, (name, md)
         assert all((papers/f).read_bytes()[:4] == b'\x89PNG' for f in figures)
     assert not list(cwd.iterdir())  # nothing written to the working directory
+
+
+def test_smoke_leaves_committed_results(reproduced):
+    "A smoke run adds only smoke files; every committed file (cpu json, notebooks, figures, pages, index) is byte for byte as it was."
+    _, _, s, _, _ = reproduced
+    assert CPU_FILES <= set(s['committed']), sorted(s['committed'])
+    assert {p: s['smoke'].get(p) for p in s['committed']} == s['committed']
+    assert all('smoke' in p for p in set(s['smoke']) - set(s['committed'])), sorted(set(s['smoke']) - set(s['committed']))
+
+
+def test_results_index(reproduced):
+    "RESULTS.md links the cpu page, names the smoke page without linking it, says gpu has none; every link in the pages resolves."
+    papers, *_ = reproduced
+    index = (papers/'RESULTS.md').read_text()
+    assert '| [cpu](RESULTS-cpu.md) | minutes on a 2-core CPU; should reproduce the direction of each claim | baseline, diloco |' in index, index
+    assert re.search(r'^\| gpu \| .* \| none \|$', index, re.M) and '](RESULTS-smoke.md)' not in index, index
+    assert '# Reproductions at scale `cpu`' in (papers/'RESULTS-cpu.md').read_text()
+    for page in papers.glob('RESULTS*.md'):
+        for link in re.findall(r'\]\(([^)#]+)\)', page.read_text()): assert (papers/link).is_file(), (page.name, link)
+
+
+def test_failing_gpu_scale_changes_nothing(reproduced):
+    "Without a GPU and the hub, --scale gpu fails before any notebook runs, in one line, and writes nothing."
+    _, r, s, _, _ = reproduced
+    for run in (r['gpu'], r['gpu_one']):
+        assert run.returncode == 2, (run.returncode, run.stdout[-2000:], run.stderr[-3000:])
+        assert run.stderr.strip() == GPU_MISSING, run.stderr
+        assert 'started' not in run.stdout, run.stdout
+    assert s['gpu'] == s['smoke']
+
+
+def test_reproduce_on_own_corpus(reproduced):
+    "--corpus PATH (relative to the working directory) runs the paper on it and writes beside the default results, not over them."
+    papers, r, s, cwd, corpus = reproduced
+    assert r['corpus'].returncode == 0, r['corpus'].stderr[-4000:]
+    res = json.loads((papers/'results'/'baseline-smoke-mine.json').read_text())
+    assert res['config']['corpus'] == str(corpus.resolve()) and res['config']['max_docs'] == 60
+    assert {p: s['corpus'].get(p) for p in s['gpu'] if p != 'RESULTS-smoke.md'} == {p: h for p, h in s['gpu'].items() if p != 'RESULTS-smoke.md'}
+    assert {'executed/baseline-smoke-mine.ipynb', 'figures/baseline-smoke-mine-1.png'} <= set(s['corpus'])
+    md = (papers/'RESULTS-smoke.md').read_text()
+    assert '## baseline on corpus `mine`' in md and '](figures/baseline-smoke-mine-1.png)' in md, md
+    assert not list(cwd.iterdir())
+
+
+@pytest.mark.parametrize('paper', sorted(p.name for p in REPO_PAPERS.glob('*.ipynb')))
+def test_papers_list_their_parameters(paper):
+    "Each paper keeps a kernelspec, so papermill can list its parameters: scale and corpus among them."
+    r = subprocess.run([sys.executable, '-m', 'papermill', '--help-notebook', str(REPO_PAPERS/paper)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert re.search(r'^\s+scale: ', r.stdout, re.M) and re.search(r'^\s+corpus: ', r.stdout, re.M), r.stdout
 
 
 def _paper(path: Path, *cells: str, tags=('parameters',)):
