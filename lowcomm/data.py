@@ -4,20 +4,21 @@
 
 # %% ../nbs/base/01_data.ipynb #032f29e5
 from __future__ import annotations
-import hashlib, itertools, json, os, random, sysconfig
+import contextlib, hashlib, itertools, json, logging, os, random, re, sysconfig
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 
-from .core import Config, ConfigError, atomic_write, integer, number, one_of, option
+from .core import Config, ConfigError, atomic_write, integer, number, one_of, option, register_command
 
 # %% auto #0
-__all__ = ['DataError', 'Document', 'corpus_stats', 'stdlib_corpus', 'split_corpus', 'ByteTokenizer', 'BPETokenizer',
-           'get_tokenizer', 'load_text_files', 'load_jsonl', 'load_c4', 'tokenize', 'BatchSampler', 'shard_iid',
-           'shard_by_domain', 'DataConfig', 'load_corpus', 'LMData', 'split_data', 'lm_data']
+__all__ = ['DOC_CHARS', 'log', 'DataError', 'Document', 'corpus_stats', 'stdlib_corpus', 'split_corpus', 'ByteTokenizer',
+           'BPETokenizer', 'get_tokenizer', 'load_text_files', 'cut_text', 'load_jsonl', 'load_c4', 'tokenize',
+           'BatchSampler', 'shard_iid', 'shard_by_domain', 'DataConfig', 'load_corpus', 'LMData', 'split_data',
+           'lm_data', 'corpus_report', 'corpus_summary', 'cmd_corpus']
 
 # %% ../nbs/base/01_data.ipynb #b8efecab
 class DataError(ValueError):
@@ -38,6 +39,10 @@ def _need(docs, what: str) -> list:
 def _stable_hash(s: str) -> int:
     "A 64-bit hash of `s` that is the same in every process (unlike `hash`)."
     return int.from_bytes(hashlib.sha256(s.encode()).digest()[:8], 'little')
+
+def _listed(names, most: int = 5) -> str:
+    "The first `most` of `names`, comma-separated, and how many more."
+    return ', '.join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else '')
 
 # %% ../nbs/base/01_data.ipynb #a5d692e2
 def corpus_stats(docs) -> dict:
@@ -76,11 +81,14 @@ def stdlib_corpus(domains=None, max_docs: int | None = None) -> list[Document]:
     return list(itertools.islice((d for d in docs if d.text.strip()), max_docs))
 
 # %% ../nbs/base/01_data.ipynb #b2e448f0
+DOC_CHARS = 4000   # a lone text file is cut into documents of at least this many characters (see `cut_text`)
+
 def split_corpus(docs, val_frac: float = 0.05) -> tuple[list[Document], list[Document]]:
     "Split `docs` into (train, val) by a stable hash of each name."
     if not 0 < val_frac < 1: raise ConfigError(f"val_frac = {val_frac!r} is not allowed: expected a number in (0, 1)")
     docs = _need(docs, 'documents to split')
-    if len(docs) < 2: raise DataError(f"need at least 2 documents to split, got 1 ({docs[0].name})")
+    if len(docs) < 2: raise DataError(f"need at least 2 documents to hold out validation, got 1 ({docs[0].name}, {len(docs[0].text)} "
+                                      f"characters): give more text (a document per {DOC_CHARS} characters of a text file) or val_corpus")
     is_val = {d.name: _stable_hash(d.name) / 2**64 < val_frac for d in docs}
     names = sorted(is_val)
     if not any(is_val.values()): is_val[names[-1]] = True
@@ -146,30 +154,78 @@ def _existing(path, what='file') -> Path:
     if not p.is_file(): raise DataError(f"{what} {p} does not exist (or is not a file)")
     return p
 
-def load_text_files(paths, domain: str | None = None) -> list[Document]:
-    "One document per text file in `paths`; domain: `domain` or the file's folder name."
+def _read_text(p: Path) -> str:
+    "The text of file `p`, or a one-line `DataError` saying why it is no usable text."
+    try: raw = p.read_bytes()
+    except OSError as e: raise DataError(f"cannot read text file {p} ({e.strerror}): expected a readable UTF-8 text file") from None
+    if b'\x00' in raw: raise DataError(f"{p} is a binary file (it holds NUL bytes): expected UTF-8 text")
+    try: text = raw.decode('utf-8-sig')
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p} is not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start}): expected UTF-8 text") from None
+    if not text.strip(): raise DataError(f"text file {p} is empty: expected text")
+    return text
+
+def load_text_files(paths, domain: str | None = None, root=None) -> list[Document]:
+    "One document per text file in `paths`, named by its path relative to `root` (else as given); domain: `domain` or its folder's name."
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else _need(paths, 'text files given')
     files = [_existing(p, 'text file') for p in paths]
-    return [Document(p.read_text(encoding='utf-8', errors='replace'), domain or p.parent.name, str(p)) for p in files]
+    return [Document(_read_text(p), domain or Path(os.path.realpath(p.parent)).name,
+                     p.relative_to(root).as_posix() if root else str(p)) for p in files]
+
+# %% ../nbs/base/01_data.ipynb #cut00002
+def _pieces(text: str, size: int, seps=(r'\n\s*\n', r'\n')) -> list[str]:
+    "`text` in consecutive pieces: blocks ending at a blank line; a block over `2*size` at line breaks, a line every `size`."
+    if not seps: return [text[i:i + size] for i in range(0, len(text), size)]
+    parts = re.split(f'({seps[0]})', text)
+    blocks = [a + b for a, b in zip(parts[0::2], parts[1::2] + [''])]
+    return [p for b in blocks if b for p in ([b] if len(b) <= 2 * size else _pieces(b, size, seps[1:]))]
+
+def cut_text(text: str, size: int = DOC_CHARS) -> list[str]:
+    "`text` as documents of at least `size` characters, cut at blank lines (else line breaks, else anywhere)."
+    docs, cur, n = [], [], 0
+    for p in _pieces(text, size):
+        cur.append(p); n += len(p)
+        if n >= size: docs.append(''.join(cur)); cur, n = [], 0
+    rest = ''.join(cur)
+    if docs and len(rest) < size // 2: docs[-1] += rest
+    elif rest: docs.append(rest)
+    return [d for d in docs if d.strip()]
 
 # %% ../nbs/base/01_data.ipynb #f6536dd5
+@contextlib.contextmanager
+def _quiet_datasets():
+    "`datasets` without progress bars or log lines while loading (our errors say what went wrong)."
+    import datasets
+    bars, level = datasets.are_progress_bars_disabled(), datasets.logging.get_verbosity()
+    datasets.disable_progress_bars(); datasets.logging.set_verbosity(logging.CRITICAL + 1)
+    try: yield
+    finally:
+        datasets.logging.set_verbosity(level)
+        if not bars: datasets.enable_progress_bars()
+
 def _json_dataset(files, split='train', streaming=False):
     "JSON-lines `files` (plain or compressed) as a `datasets` split, after checking they hold data."
     from datasets import load_dataset
+    from datasets.exceptions import DatasetGenerationError
     files = [files] if isinstance(files, (str, os.PathLike)) else _need(files, 'data files given')
     for f in files:
         if _existing(f, 'data file').stat().st_size == 0: raise DataError(f"data file {f} is empty: expected JSON lines")
-    return load_dataset('json', data_files={split: [str(f) for f in files]}, split=split, streaming=streaming)
+    try:
+        with _quiet_datasets(): return load_dataset('json', data_files={split: [str(f) for f in files]}, split=split, streaming=streaming)
+    except DatasetGenerationError as e:
+        why = str(e.__cause__ or e).strip().splitlines()[0]
+        raise DataError(f"cannot read {', '.join(map(str, files))} as JSON lines ({why}): expected one JSON object per line") from None
 
-def _field(record: dict, key: str, source):
-    if key not in record: raise DataError(f"{source} has no key {key!r}; keys: {', '.join(record)}")
+def _field(record: dict, key: str, source, kind=object):
+    if key not in record: raise DataError(f"{source} has no key {key!r} (keys: {', '.join(record)}): expected {key!r} in every line")
+    if not isinstance(record[key], kind): raise DataError(f"{source}: {key!r} holds {record[key]!r}: expected a {kind.__name__} in every line")
     return record[key]
 
 # %% ../nbs/base/01_data.ipynb #0a5b035e
 def load_jsonl(path, text_key: str = 'text', domain_key: str | None = None) -> list[Document]:
-    "Documents from a JSON-lines file: text from `text_key`, domain from `domain_key` (else the file's stem)."
+    "Documents `FILE:i` from a JSON-lines file: text from `text_key`, domain from `domain_key` (else the file's stem)."
     path = Path(path)
-    docs = [Document(_field(r, text_key, path), str(_field(r, domain_key, path)) if domain_key else path.stem, f"{path}:{i}")
+    docs = [Document(_field(r, text_key, path, str), str(_field(r, domain_key, path)) if domain_key else path.stem, f"{path.name}:{i}")
             for i, r in enumerate(_json_dataset(path))]
     return _need(docs, f"documents in {path}")
 
@@ -208,8 +264,8 @@ class BatchSampler:
         return w[:, :-1], w[:, 1:]
 
 # %% ../nbs/base/01_data.ipynb #7dfa936b
-def _check_k(k: int, limit: int, what: str):
-    if not 1 <= k <= limit: raise DataError(f"cannot make k = {k} shards from {limit} {what}: need 1 <= k <= {limit}")
+def _check_k(k: int, limit: int, what: str, hint: str = ''):
+    if not 1 <= k <= limit: raise DataError(f"cannot make k = {k} shards from {limit} {what}: need 1 <= k <= {limit}{hint}")
 
 def shard_iid(docs, k: int, seed: int = 0) -> list[list[Document]]:
     "`k` shards of shuffled `docs`, dealt round-robin."
@@ -221,7 +277,8 @@ def shard_by_domain(docs, k: int) -> list[list[Document]]:
     "`k` non-iid shards: whole domains, largest first, each to the shard with the fewest characters."
     by_dom = defaultdict(list)
     for d in docs: by_dom[d.domain].append(d)
-    _check_k(k, len(by_dom), 'domains')
+    _check_k(k, len(by_dom), 'domains', f" (domains: {_listed(sorted(by_dom))}). A text file's domain is the folder "
+             "holding it: put your .txt files in one subfolder per domain")
     size = lambda ds: sum(len(d.text) for d in ds)
     shards = [[] for _ in range(k)]
     for dom in sorted(by_dom, key=lambda dom: (-size(by_dom[dom]), dom)):
@@ -235,7 +292,9 @@ def _val_spec(v): return v == '' or (isinstance(v, str) and Path(v).exists())
 @dataclass
 class DataConfig(Config):
     "What a run trains and validates on: corpus, held-out part and tokenizer."
-    corpus: str = option('stdlib', _corpus_spec, "'stdlib', 'c4', or an existing .txt/.jsonl/.json(.gz) file or folder of .txt files")
+    corpus: str = option('stdlib', _corpus_spec, "'stdlib', 'c4', or an existing path: a .jsonl/.json(.gz) file (text "
+                         "under 'text'), a folder of .txt files (a document per file; domain: the folder holding it), or one "
+                         f"text file (cut into documents of >= {DOC_CHARS} characters at blank lines, else at line breaks)")
     max_docs: int = integer(0, 0)           # 0: all documents
     val_frac: float = number(0.05, 0, 0.5, lo_open=True)
     val_corpus: str = option('', _val_spec, "'' (hold out val_frac of corpus) or an existing corpus path")
@@ -243,17 +302,27 @@ class DataConfig(Config):
     vocab_size: int = integer(4096, 260)    # BPE only
 
 # %% ../nbs/base/01_data.ipynb #5de5bd55
+log = logging.getLogger('lowcomm.data')
+
+def _text_corpus(path: Path) -> list[Document]:
+    "A folder of .txt files (a document each) or one text file; a lone file is cut by `cut_text`."
+    if path.is_dir():
+        files = sorted(f for f in path.rglob('*.txt') if f.is_file())
+        if not files: raise DataError(f"corpus folder {path} has no .txt files (subfolders searched too): expected UTF-8 .txt files")
+        docs = load_text_files(files, root=path)
+    else: docs = load_text_files([path], root=path.parent)
+    if len(docs) > 1: return docs
+    d = docs[0]
+    return [Document(t, d.domain, f"{d.name}#{i:04d}") for i, t in enumerate(cut_text(d.text))]
+
 def load_corpus(spec: str, max_docs: int = 0) -> list[Document]:
     "The documents of a corpus spec (see `DataConfig.corpus`)."
-    limit = max_docs or None
+    limit, path = max_docs or None, Path(spec)
     if spec == 'stdlib': docs = stdlib_corpus(max_docs=limit)
     elif spec == 'c4': docs = load_c4(max_docs=limit)
-    elif Path(spec).is_dir():
-        files = sorted(Path(spec).rglob('*.txt'))
-        if not files: raise DataError(f"corpus folder {spec} has no .txt files")
-        docs = load_text_files(files)[:limit]
-    elif '.json' in Path(spec).name: docs = load_jsonl(spec)[:limit]
-    else: raise DataError(f"corpus {spec!r} is neither 'stdlib', 'c4', a folder of .txt files nor a .jsonl/.json(.gz) file")
+    elif not path.exists(): raise DataError(f"corpus {spec!r} does not exist: expected 'stdlib', 'c4' or an existing path")
+    elif path.is_file() and '.json' in path.name: docs = load_jsonl(path)[:limit]
+    else: docs = _text_corpus(path)[:limit]
     if not docs: raise DataError(f"corpus {spec!r} has no documents")
     return docs
 
@@ -266,14 +335,64 @@ class LMData:
     train_tokens: torch.Tensor
     val_tokens: torch.Tensor
 
+def _short(n: int) -> str: return f"{n/1e6:.1f}M" if n >= 1e6 else f"{n/1e3:.0f}k" if n >= 1e3 else str(n)
+def _plural(n: int, word: str) -> str: return f"{n} {word}{'' if n == 1 else 's'}"
+
+def _about(spec: str, docs) -> str:
+    s = corpus_stats(docs)
+    return f"corpus {spec}: {_plural(s['docs'], 'document')} ({_plural(len(s['domains']), 'domain')}), {_short(s['characters'])} characters"
+
 def split_data(cfg: DataConfig) -> tuple[list[Document], list[Document]]:
-    "The (train, validation) documents of `cfg`."
+    "The (train, validation) documents of `cfg`; logs what was held out."
     docs = load_corpus(cfg.corpus, cfg.max_docs)
-    if cfg.val_corpus: return docs, load_corpus(cfg.val_corpus)
-    return split_corpus(docs, cfg.val_frac)
+    if cfg.val_corpus:
+        train, val = docs, load_corpus(cfg.val_corpus)
+        log.info(f"{_about(cfg.corpus, train)}; validation: {_about(cfg.val_corpus, val)}")
+    else:
+        train, val = split_corpus(docs, cfg.val_frac)
+        log.info(f"{_about(cfg.corpus, docs)}; held out {len(val)} for validation: {_listed([d.name for d in val])}")
+    return train, val
 
 def lm_data(cfg: DataConfig) -> LMData:
     "Load, split and tokenize the corpus of `cfg`."
     train_docs, val_docs = split_data(cfg)
     tok = get_tokenizer(cfg.tokenizer, train_docs, vocab_size=cfg.vocab_size)
     return LMData(train_docs, val_docs, tok, tokenize(train_docs, tok), tokenize(val_docs, tok))
+
+# %% ../nbs/base/01_data.ipynb #rep00002
+def _side(docs, tokens) -> dict: return {'documents': len(docs), 'characters': sum(len(d.text) for d in docs), 'tokens': len(tokens)}
+
+def corpus_report(cfg: DataConfig) -> dict:
+    "The data of `cfg` as a run sees it: documents, characters, tokens, domains; train and validation sides; held-out names."
+    data = lm_data(cfg)
+    domains = defaultdict(Counter)
+    for d in data.train_docs + data.val_docs: domains[d.domain].update(documents=1, characters=len(d.text))
+    train, val = _side(data.train_docs, data.train_tokens), _side(data.val_docs, data.val_tokens)
+    return {'corpus': cfg.corpus, 'val_corpus': cfg.val_corpus, 'tokenizer': data.tokenizer.name,
+            'vocab_size': data.tokenizer.vocab_size, **{k: train[k] + val[k] for k in train},
+            'domains': {k: dict(v) for k, v in sorted(domains.items(), key=lambda kv: (-kv[1]['characters'], kv[0]))},
+            'train': train, 'validation': {**val, 'names': [d.name for d in data.val_docs]}}
+
+def corpus_summary(r: dict) -> str:
+    "A `corpus_report` as a few readable lines."
+    side = lambda s: f"{_plural(s['documents'], 'document')}, {s['characters']:,} characters, {s['tokens']:,} tokens"
+    doms = [f"{k} ({_plural(v['documents'], 'document')}, {_short(v['characters'])} characters)" for k, v in r['domains'].items()]
+    held = f" from {r['val_corpus']}" if r['val_corpus'] else ''
+    return '\n'.join([f"corpus {r['corpus']}: {side(r)} ({r['tokenizer']} tokenizer, vocabulary {r['vocab_size']:,})",
+                      f"  {_plural(len(doms), 'domain')}: {_listed(doms, 8)}", f"  train: {side(r['train'])}",
+                      f"  validation{held}: {side(r['validation'])}: {_listed(r['validation']['names'], 10)}"])
+
+# %% ../nbs/base/01_data.ipynb #rep00004
+@register_command('corpus')
+def _corpus_command(sub):
+    c = sub.add_parser('corpus', help='describe a corpus as a run uses it: documents, characters, tokens, domains, held-out documents')
+    c.add_argument('corpus', help=DataConfig.__dataclass_fields__['corpus'].metadata['allowed'])
+    for f in fields(DataConfig)[1:]:
+        c.add_argument(f'--{f.name}', type=type(f.default), default=f.default, help=f"{f.metadata['allowed']} (default {f.default!r})")
+    c.add_argument('--json', action='store_true', help='the description as one line of JSON')
+    c.set_defaults(fn=cmd_corpus)
+
+def cmd_corpus(args):
+    "`lowcomm corpus`: print the `corpus_report` of the data flags in `args`, as JSON or a summary."
+    r = corpus_report(DataConfig(**{f.name: getattr(args, f.name) for f in fields(DataConfig)}))
+    print(json.dumps(r) if args.json else corpus_summary(r))
