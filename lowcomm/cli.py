@@ -4,7 +4,7 @@
 
 # %% ../nbs/tools/10_cli.ipynb #c25e759b
 from __future__ import annotations
-import argparse, dataclasses, json, sys
+import argparse, dataclasses, json, logging, os, sys
 from pathlib import Path
 
 from .core import COMMANDS, RUN_KINDS, CheckpointError, Config, ConfigError, RunKind, load_families, register_command
@@ -82,16 +82,18 @@ def cmd_bench(args):
 
 @register_command('reproduce')
 def _reproduce(sub):
-    r = sub.add_parser('reproduce', help='run papers/NAME.ipynb (or all of them) with papermill; write papers/results/NAME-SCALE.json and papers/RESULTS.md')
+    r = sub.add_parser('reproduce', help='run papers/NAME.ipynb (or all of them) with papermill; write papers/results/NAME-SCALE.json and papers/RESULTS-SCALE.md')
     r.add_argument('name', help="a paper's name, or 'all'"); r.add_argument('--scale', choices=['smoke', 'cpu', 'gpu'], default='smoke')
     r.add_argument('--papers', type=Path, default=None, help='the papers/ folder (default: ./papers)')
+    r.add_argument('--corpus', default=None, help="train on this corpus instead of the scale's own: 'stdlib', 'c4', a .jsonl file, "
+                   "a .txt file or a folder of .txt files (outputs named NAME-SCALE-CORPUS)")
     r.set_defaults(fn=cmd_reproduce)
 
 def cmd_reproduce(args):
     from lowcomm.repro import PaperFailed, reproduce, reproduce_all
     try:
-        if args.name == 'all': reproduce_all(args.scale, papers_dir=args.papers)
-        else: reproduce(args.name, args.scale, papers_dir=args.papers)
+        if args.name == 'all': reproduce_all(args.scale, papers_dir=args.papers, corpus=args.corpus)
+        else: reproduce(args.name, args.scale, papers_dir=args.papers, corpus=args.corpus)
     except PaperFailed as e: print(f"lowcomm reproduce: {e}", file=sys.stderr); sys.exit(1)
 
 @register_command('dashboard')
@@ -102,7 +104,7 @@ def _dashboard(sub):
     w.set_defaults(fn=cmd_dashboard)
 
 def cmd_dashboard(args):
-    from lowcomm.dashboard.live import launch_dashboard
+    from lowcomm.dashboard.launch import launch_dashboard
     launch_dashboard(args.run_dir, port=args.port, launch=not args.no_launch)
 
 @register_command('docs')
@@ -126,6 +128,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    log = logging.getLogger('lowcomm')
+    if os.environ.get('RANK', '0') == '0' and not log.handlers:   # lowcomm's log lines (e.g. what was held out), once under torchrun
+        h = logging.StreamHandler(); h.setFormatter(logging.Formatter('%(message)s'))
+        log.addHandler(h); log.setLevel(logging.INFO)
     try: args.fn(args)
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"lowcomm {args.command}: {e}", file=sys.stderr); sys.exit(2)
