@@ -8,16 +8,14 @@ import argparse, copy, json, os, statistics, subprocess, sys, tempfile, time
 
 import torch
 import torch.distributed as dist
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from .data import BatchSampler
 from .data import lm_data
-from .train import TrainConfig, Trainer, build_model, make_optimizer, lr_at
-from .distributed.diloco import DiLoCoConfig, DiLoCo
+from .train import TrainConfig, Trainer, make_optimizer
+from .distributed.diloco import DiLoCoConfig, DiLoCo, PlainDiLoCo
 from .comm import DistComm, dist_env
 
 # %% auto #0
-__all__ = ['plain_steps', 'bench_throughput', 'PlainDiLoCo', 'bench_diloco']
+__all__ = ['plain_steps', 'bench_throughput', 'bench_diloco']
 
 # %% ../nbs/tools/20_bench.ipynb #9c452af1
 def _interleave(sides: dict, rounds: int, warmup: int = 1, sync=None) -> dict:
@@ -66,35 +64,6 @@ def bench_throughput(preset: str = 'small', batch_size: int = 16, steps: int = 1
             'steps_timed': rounds * steps, 'rounds': rounds, 'threads': torch.get_num_threads(),
             'lowcomm_tokens_per_s': rates['lowcomm'], 'plain_tokens_per_s': rates['plain'],
             **_ratios(times['plain'], times['lowcomm'])}   # equal tokens per round: rate ratio = plain time / lowcomm time
-
-# %% ../nbs/tools/20_bench.ipynb #395a8e2e
-class PlainDiLoCo:
-    "DiLoCo written plainly for one process of a torch.distributed group: the baseline of `bench_diloco`."
-    def __init__(self, cfg: DiLoCoConfig, tokens: torch.Tensor, vocab_size: int, weight: float | None = None):
-        self.cfg, self.rank, self.world = cfg, dist.get_rank(), dist.get_world_size()
-        self.weight = 1 / self.world if weight is None else weight    # this worker's share of the mean
-        self.model = build_model(cfg, vocab_size)                      # seeded: the same init in every process
-        self.opt = make_optimizer(self.model, cfg.lr, cfg.weight_decay)
-        self.batches = BatchSampler(tokens, cfg.batch_size, self.model.config.seq_len, seed=cfg.seed * 7919 + 1 + self.rank)
-        self.theta = parameters_to_vector(self.model.parameters()).detach().clone()   # the global parameters
-        self.outer = torch.optim.SGD([self.theta], lr=cfg.outer_lr, momentum=cfg.outer_momentum, nesterov=True)
-        self.round = 0
-
-    def run_round(self):
-        c = self.cfg
-        for s in range(self.round * c.H, (self.round + 1) * c.H):     # H inner AdamW steps
-            for g in self.opt.param_groups: g['lr'] = lr_at(s, c.lr, c.warmup, c.steps, c.min_lr_frac)
-            x, y = self.batches(s)
-            _, loss = self.model(x, y)
-            loss.backward()
-            if c.grad_clip: torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
-            self.opt.step()
-            self.opt.zero_grad(set_to_none=True)
-        delta = (self.theta - parameters_to_vector(self.model.parameters()).detach()) * self.weight
-        dist.all_reduce(delta)                                          # the (weighted) mean outer gradient
-        self.theta.grad = delta; self.outer.step(); self.theta.grad = None
-        vector_to_parameters(self.theta.clone(), self.model.parameters())   # a copy: the parameters must not alias theta
-        self.round += 1
 
 # %% ../nbs/tools/20_bench.ipynb #d2d5b107
 def _bench_diloco_worker(argv=None):

@@ -4,8 +4,12 @@
 
 # %% ../nbs/base/21_comm.ipynb #85a73c51
 from __future__ import annotations
-import os, warnings
+import copy, os, warnings
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from fastcore.basics import patch
 
 import torch
 import torch.distributed as dist
@@ -13,7 +17,39 @@ import torch.distributed as dist
 from .core import Config, ConfigError, number
 
 # %% auto #0
-__all__ = ['Network', 'Ledger', 'SimComm', 'dist_env', 'elastic_store', 'DistComm', 'communicator']
+__all__ = ['Communicator', 'protocol_members', 'Network', 'Ledger', 'SimComm', 'dist_env', 'elastic_store', 'DistComm',
+           'communicator']
+
+# %% ../nbs/base/21_comm.ipynb #27be8b51
+@runtime_checkable
+class Communicator(Protocol):
+    "What an algorithm may ask of the wire; `SimComm` and `DistComm` implement all of it."
+    engine: str               # 'sim' or 'dist'
+    rank: int                 # this process among `world_size` processes (in a group: among the group's)
+    world_size: int
+    n_workers: int            # workers in all (a process runs one or more)
+    workers: list             # their ids, in the order collectives return them
+    local_workers: list       # the workers this process runs
+    network: Network          # prices bytes in simulated seconds
+
+    @property
+    def is_main(self) -> bool: "Whether this process writes the run record and prints."
+    def all_gather(self, payloads: list[torch.Tensor]) -> list[torch.Tensor]:
+        "Every worker's payload, in worker order, from the payloads of this process's workers."
+    def all_reduce(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        "The sum of every worker's tensor, from the tensors of this process's workers."
+    def barrier(self) -> None: "Wait until every process gets here."
+    def group(self, workers: list[int]) -> Communicator | None:
+        "A communicator over `workers` only (None in a process that runs none of them); every process calls it alike."
+    def push(self, tensor: torch.Tensor, to: int, sender: int | None = None) -> None:
+        "Send `tensor` from worker `sender` to worker `to`, without waiting for it to be pulled."
+    def pull(self, from_: int, receiver: int | None = None) -> torch.Tensor:
+        "The next tensor pushed by worker `from_` to worker `receiver`."
+    def close(self) -> None: "Release the engine."
+
+def protocol_members(proto) -> set[str]:
+    "The names a class needs to satisfy the Protocol `proto`: its attributes and methods."
+    return {n for n in (*proto.__annotations__, *vars(proto)) if not n.startswith('_')}
 
 # %% ../nbs/base/21_comm.ipynb #c163c219
 @dataclass
@@ -32,28 +68,65 @@ class Network(Config):
 
 @dataclass
 class Ledger:
-    "Bytes per worker per round: raw (fp32) and as sent; simulated communication time."
-    rounds: list = field(default_factory=list)
+    "What went over the wire, event by event: bytes per worker, raw (fp32) and as sent, and simulated time."
+    events: list = field(default_factory=list)
 
-    def record(self, round: int, raw: dict, sent: dict, sim_time: float):
-        "`raw`/`sent`: {worker: bytes} for this round (a worker that sent nothing is absent or 0)."
-        self.rounds.append({'round': round, 'raw': dict(raw), 'sent': dict(sent), 'sim_time': sim_time})
+    def record(self, event: str, **fields):
+        "Add one `event` (e.g. 'outer_gradient') with its fields, e.g. `round`, `raw` and `sent` ({worker: bytes}), `sim_time`."
+        self.events.append({'event': event, **fields})
+
+    def total(self, field: str, event: str | None = None) -> float:
+        "`field` summed over the events (of kind `event`); a {worker: bytes} field counts the sum of its values."
+        values = [e[field] for e in self.events if field in e and event in (None, e['event'])]
+        return sum(sum(v.values()) if isinstance(v, dict) else v for v in values)
+
+    def totals(self, field: str) -> dict:
+        "`field` summed per kind of event."
+        return {k: self.total(field, k) for k in dict.fromkeys(e['event'] for e in self.events)}
 
     @property
-    def total_raw(self) -> int: return sum(sum(r['raw'].values()) for r in self.rounds)
+    def total_raw(self) -> int: return self.total('raw')
     @property
-    def total_sent(self) -> int: return sum(sum(r['sent'].values()) for r in self.rounds)
+    def total_sent(self) -> int: return self.total('sent')
     @property
-    def total_sim_time(self) -> float: return sum(r['sim_time'] for r in self.rounds)
+    def total_sim_time(self) -> float: return self.total('sim_time')
 
 # %% ../nbs/base/21_comm.ipynb #fc7712e6
-class SimComm:
+_MAX_DIMS = 6
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.uint8, torch.int8, torch.int32, torch.int64, torch.bool)
+
+def _subset(workers, of: list[int]) -> list[int]:
+    "`workers`, sorted, after checking they are distinct workers of `of`."
+    ws = sorted(workers)
+    if not ws or len(set(ws)) != len(ws) or not set(ws) <= set(of):
+        raise ConfigError(f"group of workers {list(workers)} is not allowed: expected distinct workers among {of}")
+    return ws
+
+class _Mailbox:
+    "Point-to-point messages between workers that live in the same process: a queue per (sender, receiver)."
+    def _endpoint(self, worker: int | None, role: str) -> int:
+        if worker is None: return self.local_workers[0]
+        if worker not in self.local_workers:
+            raise ConfigError(f"{role} = {worker} is not allowed: expected a worker of this process, one of {self.local_workers}")
+        return worker
+
+    def _post(self, tensor: torch.Tensor, sender: int, to: int):
+        if to not in self.workers: raise ConfigError(f"to = {to} is not allowed: expected one of the workers {self.workers}")
+        self._mail[(sender, to)].append(tensor.detach().clone())
+
+    def _take(self, from_: int, receiver: int) -> torch.Tensor:
+        queue = self._mail[(from_, receiver)]
+        if not queue: raise RuntimeError(f"nothing was pushed from worker {from_} to worker {receiver}: pull after push")
+        return queue.popleft()
+
+class SimComm(_Mailbox):
     "In-process communicator: all `n_workers` workers live in this process."
     engine = 'sim'
     def __init__(self, n_workers: int, network: Network | None = None):
         if n_workers < 1: raise ConfigError(f"n_workers = {n_workers} is not allowed: expected an integer >= 1")
-        self.n_workers, self.network = n_workers, network or Network()
-        self.rank, self.world_size, self.local_workers = 0, 1, list(range(n_workers))
+        self.n_workers, self.network, self._mail = n_workers, network or Network(), defaultdict(deque)
+        self.rank, self.world_size = 0, 1
+        self.workers = self.local_workers = list(range(n_workers))
 
     @property
     def is_main(self) -> bool: return True
@@ -66,7 +139,26 @@ class SimComm:
         "The sum of every worker's tensor (here: those given)."
         return torch.stack(tensors).sum(0)
 
-    def barrier(self): pass
+    def barrier(self):
+        "Nothing to wait for: one process."
+
+    def group(self, workers: list[int]) -> SimComm:
+        "A simulator over `workers` only, sharing this one's mailbox."
+        g = copy.copy(self)
+        g.workers = g.local_workers = _subset(workers, self.workers)
+        g.n_workers = len(g.workers)
+        return g
+
+    def push(self, tensor: torch.Tensor, to: int, sender: int | None = None):
+        "Queue a copy of `tensor` from worker `sender` to worker `to`."
+        self._post(tensor, self._endpoint(sender, 'sender'), to)
+
+    def pull(self, from_: int, receiver: int | None = None) -> torch.Tensor:
+        "The oldest tensor queued from worker `from_` to worker `receiver`."
+        return self._take(from_, self._endpoint(receiver, 'receiver'))
+
+    def close(self):
+        "Nothing to release."
 
 # %% ../nbs/base/21_comm.ipynb #12f2f5e6
 def dist_env() -> bool:
@@ -83,45 +175,102 @@ def elastic_store() -> dist.Store | None:
                           timeout=dist.constants.default_pg_timeout)   # what init_process_group would give its own store
     return dist.PrefixStore(f"lowcomm/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
-class DistComm:
+def _init_process_group(backend: str | None):
+    "Join torchrun's process group (gloo on CPU, NCCL with a GPU), keyed by the restart attempt."
+    backend = backend or ('nccl' if torch.cuda.is_available() else 'gloo')
+    if backend == 'nccl': torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+    store = elastic_store()
+    group = dict(store=store, rank=int(os.environ['RANK']), world_size=int(os.environ['WORLD_SIZE'])) if store else {}
+    dist.init_process_group(backend, **group)
+
+# %% ../nbs/base/21_comm.ipynb #4c12b860
+class DistComm(_Mailbox):
     "torch.distributed communicator: gloo on CPU, NCCL when this process has a GPU."
     engine = 'dist'
     def __init__(self, n_workers: int | None = None, network: Network | None = None, backend: str | None = None):
-        if not dist.is_initialized():
-            backend = backend or ('nccl' if torch.cuda.is_available() else 'gloo')
-            if backend == 'nccl': torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
-            store = elastic_store()
-            group = dict(store=store, rank=int(os.environ['RANK']), world_size=int(os.environ['WORLD_SIZE'])) if store else {}
-            dist.init_process_group(backend, **group)
+        if not dist.is_initialized(): _init_process_group(backend)
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         self.n_workers = n_workers or self.world_size
         if self.n_workers % self.world_size:
             raise ConfigError(f"n_workers = {self.n_workers} is not allowed with {self.world_size} processes: "
                               "expected a multiple of the number of processes")
-        per = self.n_workers // self.world_size
-        self.local_workers = list(range(self.rank * per, (self.rank + 1) * per))
-        self.network = network or Network()
+        self._per, self._pg, self._sending = self.n_workers // self.world_size, None, []   # workers per process; group; sends in flight
+        self.workers = list(range(self.n_workers))
+        self.local_workers = [w for w in self.workers if self._owner(w) == self.rank]
+        self.network, self._mail = network or Network(), defaultdict(deque)
         self.device = torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else torch.device('cpu')
+
+    def _owner(self, worker: int) -> int: return worker // self._per        # the global rank that runs `worker`
+    def _tag(self, sender: int, to: int) -> int: return sender * self._per * dist.get_world_size() + to
 
     @property
     def is_main(self) -> bool: return self.rank == 0
 
     def all_gather(self, payloads: list[torch.Tensor]) -> list[torch.Tensor]:
+        "Every worker's payload, in worker order: one `dist.all_gather` of each process's stacked payloads."
         local = torch.stack(payloads).to(self.device)
         out = [torch.empty_like(local) for _ in range(self.world_size)]
-        dist.all_gather(out, local)
+        dist.all_gather(out, local, group=self._pg)
         return [p for chunk in out for p in chunk]
 
     def all_reduce(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        "The sum of every worker's tensor: this process's tensors added, then one `dist.all_reduce`."
         total = torch.stack(tensors).sum(0).to(self.device)
-        dist.all_reduce(total)
+        dist.all_reduce(total, group=self._pg)
         return total
 
-    def barrier(self): dist.barrier()
+    def barrier(self):
+        "`dist.barrier` of this communicator's processes."
+        dist.barrier(group=self._pg)
 
-def communicator(n_workers: int, network: Network | None = None):
+# %% ../nbs/base/21_comm.ipynb #e3d81f87
+@patch
+def group(self: DistComm, workers: list[int]) -> DistComm | None:
+    "A communicator over `workers` only: a `dist.new_group`, which every process must create alike, in the same order."
+    ws = _subset(workers, self.workers)
+    ranks = sorted({self._owner(w) for w in ws})
+    if len({sum(self._owner(w) == r for w in ws) for r in ranks}) > 1:
+        raise ConfigError(f"group of workers {ws} is not allowed: every process in it must run as many of its workers")
+    pg = dist.new_group(ranks)                       # collective: every process calls it, members or not
+    if dist.get_rank() not in ranks: return None
+    g = copy.copy(self)                              # shares the mailbox and the sends in flight
+    g._pg, g.workers, g.n_workers = pg, ws, len(ws)
+    g.rank, g.world_size = dist.get_rank(pg), len(ranks)
+    g.local_workers = [w for w in ws if w in self.local_workers]
+    return g
+
+@patch
+def push(self: DistComm, tensor: torch.Tensor, to: int, sender: int | None = None):
+    "Send `tensor` from worker `sender` to worker `to` (`isend`: this returns before it is pulled)."
+    sender = self._endpoint(sender, 'sender')
+    if to not in self.workers: raise ConfigError(f"to = {to} is not allowed: expected one of the workers {self.workers}")
+    if self._owner(to) == dist.get_rank(): return self._post(tensor, sender, to)
+    if tensor.dim() > _MAX_DIMS: raise ConfigError(f"a tensor of {tensor.dim()} dimensions can't be pushed: expected at most {_MAX_DIMS}")
+    head = torch.tensor([_DTYPES.index(tensor.dtype), tensor.dim(), *tensor.shape] + [0] * (_MAX_DIMS - tensor.dim()), device=self.device)
+    body, dst, tag = tensor.detach().contiguous().to(self.device), self._owner(to), self._tag(sender, to)
+    self._sending = [(w, t) for w, t in self._sending if not w.is_completed()]
+    self._sending += [(dist.isend(t, dst, tag=tag), t) for t in (head, body)]   # keep the tensors alive until sent
+
+@patch
+def pull(self: DistComm, from_: int, receiver: int | None = None) -> torch.Tensor:
+    "Wait for the next tensor pushed by worker `from_` to worker `receiver`."
+    receiver = self._endpoint(receiver, 'receiver')
+    src = self._owner(from_)
+    if src == dist.get_rank(): return self._take(from_, receiver)
+    head = torch.zeros(2 + _MAX_DIMS, dtype=torch.int64, device=self.device)
+    dist.recv(head, src, tag=self._tag(from_, receiver))
+    dtype, dims = _DTYPES[int(head[0])], int(head[1])
+    out = torch.empty(head[2:2 + dims].tolist(), dtype=dtype, device=self.device)
+    dist.recv(out, src, tag=self._tag(from_, receiver))
+    return out
+
+@patch
+def close(self: DistComm):
+    "Finish the sends in flight; destroy this communicator's process group (the whole one, for the top communicator)."
+    for work, _ in self._sending: work.wait()
+    self._sending.clear()
+    if dist.is_initialized(): dist.destroy_process_group(self._pg)
+
+def communicator(n_workers: int, network: Network | None = None) -> Communicator:
     "The engine this process was started for: `DistComm` under torchrun, else `SimComm`."
     return DistComm(n_workers, network) if dist_env() else SimComm(n_workers, network)
-
-    def close(self):
-        if dist.is_initialized(): dist.destroy_process_group()

@@ -4,19 +4,20 @@
 
 # %% ../nbs/base/00_core.ipynb #39a4e5d8
 from __future__ import annotations
-import dataclasses, importlib.util, json, os, pkgutil, random, tempfile, time
+import dataclasses, importlib.util, json, math, os, pkgutil, random, tempfile, time
 from dataclasses import field, fields
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['RUN_KINDS', 'PANELS', 'COMMANDS', 'PUBLISHED', 'ConfigError', 'option', 'integer', 'number', 'one_of', 'Config',
            'seed_everything', 'flatten', 'unflatten', 'assign', 'CheckpointError', 'atomic_write', 'atomic_write_json',
-           'RunRecord', 'RunKind', 'register_kind', 'register_panels', 'register_command', 'register_published', 'lazy',
-           'load_families']
+           'RunRecord', 'Run', 'RunKind', 'register_kind', 'register_panels', 'register_command', 'register_published',
+           'lazy', 'load_families']
 
 # %% ../nbs/base/00_core.ipynb #826c29d8
 class ConfigError(ValueError):
@@ -119,6 +120,8 @@ def atomic_write_json(path, obj):
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, default=str).encode()))
 
 # %% ../nbs/base/00_core.ipynb #7c415a49
+def _line(row: dict) -> str: return json.dumps(row, default=float) + '\n'
+
 class RunRecord:
     "A run directory: config, a metrics stream, status and atomically written checkpoints."
     def __init__(self, path): self.path = Path(path)
@@ -149,8 +152,11 @@ class RunRecord:
 
     def log(self, event: str, **values):
         "Append one metrics line, e.g. `log('eval', step=100, loss=3.2)`."
-        line = json.dumps({'event': event, 'time': time.time(), **values}, default=float)
-        with open(self.metrics_path, 'a') as f: f.write(line + '\n')
+        self.append([{'event': event, 'time': time.time(), **values}])
+
+    def append(self, rows: list[dict]):
+        "Append whole metrics rows (each with its `event` and `time`)."
+        with open(self.metrics_path, 'a') as f: f.write(''.join(_line(r) for r in rows))
 
     def metrics(self, event: str | None = None) -> list[dict]:
         "All complete metrics lines (of one `event` kind, if given)."
@@ -162,16 +168,20 @@ class RunRecord:
             if event is None or row['event'] == event: rows.append(row)
         return rows
 
-    def rewind(self, step: int):
-        "Drop metrics logged after `step` (they are redone when a run resumes from that step)."
+    def rewind(self, step: int, rows: list[dict] = ()):
+        "Drop metrics logged after `step` (a resumed run redoes them); add those of `rows` not yet logged."
         keep = [r for r in self.metrics() if r.get('step', -1) <= step]
-        atomic_write(self.metrics_path, lambda f: f.write(''.join(json.dumps(r) + '\n' for r in keep).encode()))
+        seen = {(r['event'], r['time']) for r in keep}
+        keep += [r for r in rows if (r['event'], r['time']) not in seen]
+        atomic_write(self.metrics_path, lambda f: f.write(''.join(map(_line, keep)).encode()))
 
     def set_status(self, state: str, **info):
+        "Write `status.json`: `state` (running, paused, finished, failed) and `info`."
         atomic_write_json(self.path/'status.json', {'state': state, 'time': time.time(), **info})
 
     @property
     def status(self) -> dict:
+        "The latest `status.json` (`{'state': 'new'}` before the first)."
         p = self.path/'status.json'
         return json.loads(p.read_text()) if p.exists() else {'state': 'new'}
 
@@ -183,6 +193,7 @@ class RunRecord:
         return path
 
     def checkpoints(self) -> list[Path]:
+        "The checkpoint files, oldest first."
         return sorted((self.path/'checkpoints').glob('step-*.pt'))
 
     def load_checkpoint(self, path=None) -> dict | None:
@@ -196,6 +207,76 @@ class RunRecord:
             why = str(e).strip().splitlines()[0] if str(e).strip() else ''
             raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {why}). "
                                   "Delete it to resume from the one before, or start a new run directory.") from e
+
+# %% ../nbs/base/00_core.ipynb #017a1b18
+class Run:
+    "A run of any kind: `fit()` does its units one by one, with status, progress bar, metrics rows, checkpoints and resume."
+    kind: str = 'run'              # the run record's kind
+    unit: str = 'step'             # what `position` counts
+    progress: bool = True          # show a progress bar
+    record: RunRecord | None = None
+    eval_loss: float | None = None # the latest evaluation (restored on resume from the last `eval` row)
+
+    # -- what a subclass implements ----------------------------------------------------------------
+    @property
+    def position(self) -> int: raise NotImplementedError   # units done
+    @property
+    def total(self) -> int: raise NotImplementedError      # units in the whole run
+    def advance(self) -> list[tuple[str, dict]]: raise NotImplementedError   # one unit; its rows
+    def state_dict(self) -> dict: raise NotImplementedError
+    def load_state_dict(self, state: dict): raise NotImplementedError
+
+    # -- what it may change ------------------------------------------------------------------------
+    @property
+    def logged_step(self) -> int: return self.position      # the `step` of the rows written at `position`
+    def checkpoint_due(self) -> bool: return True
+    @property
+    def chunk(self) -> int: return 1                         # units between two pauses of a driver
+    @property
+    def is_main(self) -> bool: return True                   # the process that writes the record
+    @property
+    def desc(self) -> str: return self.kind                  # the progress bar's label
+
+    def open_record(self, run_dir, config):
+        "Create (or reopen) the run record at `run_dir` (none when `run_dir` is None), and resume from it."
+        self.record = RunRecord.create(run_dir, config, kind=self.kind) if run_dir else None
+        if self.record: self.resume()
+
+    def resume(self):
+        "Continue from the newest checkpoint, if any: its state, and the metrics as they stood when it was written."
+        state = self.record.load_checkpoint()
+        if state is None: return
+        self.load_state_dict(state)
+        if not self.is_main: return
+        self.record.rewind(self.logged_step, state.get('rows', []))
+        evals = self.record.metrics('eval')
+        self.eval_loss = evals[-1]['loss'] if evals else None
+
+    def checkpoint(self, rows: list[dict] = ()):
+        "Save `state_dict()` as the checkpoint of `position`, with this unit's metrics `rows`."
+        self.record.save_checkpoint({**self.state_dict(), 'rows': list(rows)}, step=self.position)
+
+    def fit(self, until: int | None = None, progress: bool | None = None) -> float | None:
+        "Do units up to position `until` (default: all); returns `eval_loss`."
+        self.until, main = min(until or self.total, self.total), self.is_main
+        if self.record and main: self.record.set_status('running', **{self.unit: self.position})
+        show = self.progress if progress is None else progress
+        bar = tqdm(total=self.until, initial=self.position, desc=self.desc, disable=not (show and main), leave=False)
+        while self.position < self.until:
+            rows = [json.loads(_line({'event': e, 'time': time.time(), **v})) for e, v in self.advance()]
+            if self.record and self.checkpoint_due(): self.checkpoint(rows)    # first the checkpoint...
+            if self.record and main: self.record.append(rows)                  # ...then the rows
+            bar.update()
+            if self.eval_loss is not None: bar.set_postfix(eval=f'{self.eval_loss:.3f}')
+        bar.close()
+        if self.record and main:
+            self.record.set_status('finished' if self.position >= self.total else 'paused', **{self.unit: self.position})
+        return self.eval_loss
+
+    def summary(self) -> str:
+        "One line on where the run stands."
+        if self.eval_loss is None: return f"{self.position} of {self.total} {self.unit}s, not evaluated yet"
+        return f"eval loss {self.eval_loss:.4f} (ppl {math.exp(self.eval_loss):.2f}) after {self.position} {self.unit}s"
 
 # %% ../nbs/base/00_core.ipynb #39ff115f
 @dataclasses.dataclass

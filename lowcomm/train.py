@@ -9,15 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from .core import CheckpointError, ConfigError, RunKind, RunRecord, register_kind, assign, integer, number, one_of, option, seed_everything
+from .core import CheckpointError, ConfigError, Run, RunKind, RunRecord, register_kind, assign, integer, number, one_of, option, seed_everything
 from .data import BatchSampler, DataConfig, LMData, lm_data
 from .models import GPT, PRESETS, preset
 
 # %% auto #0
-__all__ = ['TrainConfig', 'lr_at', 'make_optimizer', 'train_step', 'evaluate', 'pick_device', 'load_weights', 'build_model',
-           'Trainer', 'train']
+__all__ = ['TrainConfig', 'lr_at', 'make_optimizer', 'train_step', 'validation_batches', 'evaluate', 'pick_device',
+           'load_weights', 'build_model', 'Trainer', 'train']
 
 # %% ../nbs/base/11_train.ipynb #abfccd5c
 def _init_spec(v): return v == '' or (isinstance(v, str) and Path(v).exists())
@@ -68,6 +67,10 @@ def train_step(model, opt, x, y, lr: float, grad_clip: float = 0.0) -> torch.Ten
     opt.zero_grad(set_to_none=True)
     return loss.detach()
 
+def validation_batches(data: LMData, cfg: TrainConfig, seq_len: int) -> BatchSampler:
+    "The fixed evaluation batches of a run: seeded by `cfg.seed` alone, the same for every run it is compared with."
+    return BatchSampler(data.val_tokens, cfg.eval_batch_size, seq_len, seed=10_000 + cfg.seed)
+
 @torch.no_grad()
 def evaluate(model, sampler: BatchSampler, n_batches: int, device='cpu') -> float:
     "Mean loss over the first `n_batches` batches of `sampler` (the same batches every call)."
@@ -100,8 +103,9 @@ def build_model(cfg: TrainConfig, vocab_size: int) -> GPT:
     return model
 
 # %% ../nbs/base/11_train.ipynb #b854483a
-class Trainer:
-    "A baseline run: `Trainer(cfg, run_dir).fit()` trains (or resumes) it."
+class Trainer(Run):
+    "A baseline run: `Trainer(cfg, run_dir).fit()` trains (or resumes) it, one optimizer step per unit."
+    kind = 'train'
     def __init__(self, cfg: TrainConfig, run_dir=None, data: LMData | None = None):
         self.cfg, self.device = cfg, pick_device(cfg.device)
         self.data = data or lm_data(cfg)
@@ -109,59 +113,41 @@ class Trainer:
         self.opt = make_optimizer(self.model, cfg.lr, cfg.weight_decay)
         seq = self.model.config.seq_len
         self.batches = BatchSampler(self.data.train_tokens, cfg.batch_size, seq, seed=cfg.seed)
-        self.val_batches = BatchSampler(self.data.val_tokens, cfg.eval_batch_size, seq, seed=10_000 + cfg.seed)
-        self.step, self.eval_loss = 0, None
-        self.record = RunRecord.create(run_dir, cfg) if run_dir else None
-        if self.record: self._resume()
-
-    def _resume(self):
-        state = self.record.load_checkpoint()
-        if state is None: return
-        self.model.load_state_dict(state['model']); self.opt.load_state_dict(state['opt'])
-        self.step = state['step']
-        self.record.rewind(self.step)
-        evals = self.record.metrics('eval')
-        self.eval_loss = evals[-1]['loss'] if evals else None
-
-    def checkpoint(self):
-        if self.record:
-            self.record.save_checkpoint({'model': self.model.state_dict(), 'opt': self.opt.state_dict(),
-                                         'step': self.step}, self.step)
-
-    def log(self, event, **values):
-        if self.record: self.record.log(event, step=self.step, **values)
-
-    def evaluate(self) -> float:
-        self.eval_loss = evaluate(self.model, self.val_batches, self.cfg.eval_batches, self.device)
-        self.log('eval', loss=self.eval_loss, ppl=math.exp(self.eval_loss))
-        return self.eval_loss
+        self.val_batches = validation_batches(self.data, cfg, seq)
+        self.step, self._losses, self._started = 0, [], 0.0   # losses since the last train row, and when they began
+        self.open_record(run_dir, cfg)
 
     @property
-    def is_main(self) -> bool: return True     # one process
-    def summary(self) -> str:
-        "One line on where the run stands."
-        return f"eval loss {self.eval_loss:.4f} (ppl {math.exp(self.eval_loss):.2f}) after {self.step} steps"
+    def position(self) -> int: return self.step
+    @property
+    def total(self) -> int: return self.cfg.steps
+    @property
+    def chunk(self) -> int: return self.cfg.eval_every
+    def checkpoint_due(self) -> bool: return self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps
+    def state_dict(self) -> dict: return {'model': self.model.state_dict(), 'opt': self.opt.state_dict(), 'step': self.step}
+    def load_state_dict(self, state: dict):
+        self.model.load_state_dict(state['model']); self.opt.load_state_dict(state['opt']); self.step = state['step']
 
-    def fit(self, until: int | None = None, progress: bool = True) -> float:
-        "Train to step `until` (default: the end); returns the latest eval loss."
-        c, until = self.cfg, min(until or self.cfg.steps, self.cfg.steps)
-        if self.record: self.record.set_status('running', step=self.step)
-        bar = tqdm(total=until, initial=self.step, desc='train', disable=not progress, leave=False)
-        loss_sum, t0, n = 0.0, time.perf_counter(), 0
-        while self.step < until:
-            x, y = (t.to(self.device) for t in self.batches(self.step))
-            loss_sum += train_step(self.model, self.opt, x, y, lr_at(self.step, c.lr, c.warmup, c.steps, c.min_lr_frac), c.grad_clip)
-            self.step += 1; n += 1; bar.update()
-            if self.step % c.log_every == 0 or self.step == until:
-                loss = float(loss_sum) / n
-                dt = time.perf_counter() - t0
-                self.log('train', loss=loss, lr=self.opt.param_groups[0]['lr'], tokens_per_s=n * x.numel() / dt)
-                bar.set_postfix(loss=f'{loss:.3f}'); loss_sum, t0, n = 0.0, time.perf_counter(), 0
-            if self.step % c.eval_every == 0 or self.step == c.steps: self.evaluate()
-            if self.step % c.checkpoint_every == 0 or self.step == c.steps: self.checkpoint()
-        bar.close()
-        if self.record: self.record.set_status('finished' if self.step >= c.steps else 'paused', step=self.step)
+    def evaluate(self) -> float:
+        "Mean loss on the fixed validation batches."
+        self.eval_loss = evaluate(self.model, self.val_batches, self.cfg.eval_batches, self.device)
         return self.eval_loss
+
+    def advance(self) -> list[tuple[str, dict]]:
+        "One optimizer step; the `train` and `eval` rows due after it."
+        c, rows = self.cfg, []
+        if not self._losses: self._started = time.perf_counter()
+        x, y = (t.to(self.device) for t in self.batches(self.step))
+        self._losses.append(train_step(self.model, self.opt, x, y, lr_at(self.step, c.lr, c.warmup, c.steps, c.min_lr_frac), c.grad_clip))
+        self.step += 1
+        if self.step % c.log_every == 0 or self.step == self.until:
+            rate = len(self._losses) * x.numel() / (time.perf_counter() - self._started)
+            rows.append(('train', {'step': self.step, 'loss': float(sum(self._losses)) / len(self._losses),
+                                   'lr': self.opt.param_groups[0]['lr'], 'tokens_per_s': rate}))
+            self._losses = []
+        if self.step % c.eval_every == 0 or self.step == c.steps:
+            rows.append(('eval', {'step': self.step, 'loss': self.evaluate(), 'ppl': math.exp(self.eval_loss)}))
+        return rows
 
 register_kind(RunKind('train', TrainConfig, make=Trainer, help='train the baseline LM (resumes RUN_DIR if it holds a checkpoint)',
                       label=lambda c: f"train bs={c['batch_size']} lr={c['lr']}"))

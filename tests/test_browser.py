@@ -4,13 +4,14 @@
    (plotly graphs), updates while the run goes, and its Pause / Stop buttons pause and stop the run.
 2. `launch_dashboard` (what `lowcomm dashboard RUN_DIR` calls) opens the dashboard of a run that another
    process is writing: it follows it.
-Screenshots go to tests/artifacts/ (or $LOWCOMM_ARTIFACTS)."""
+Screenshots go to tests/artifacts/ (or $LOWCOMM_ARTIFACTS), and the time from running the cell to every panel
+drawn to dashboard-render.json there (measured and printed, not asserted: these machines are noisy)."""
 import json, os, re, subprocess, sys, time
 from pathlib import Path
 
 import pytest
 
-from lowcomm.dashboard.live import launch_dashboard
+from lowcomm.dashboard.launch import launch_dashboard
 
 PANEL = '.jp-NotebookPanel:not(.lm-mod-hidden)'   # the notebook on show (the workspace may hold others)
 LONG = 180_000      # ms: generous, the machine may be busy; nothing here asserts on speed
@@ -54,8 +55,23 @@ def lab(tmp_path_factory, browser):
     launched.stop()
 
 
-def open_and_run(browser, url: str):
-    "Open a notebook in JupyterLab, wait for its kernel, and Run All Cells from the menu."
+RENDER_CLOCK = f"""n => {{
+  const t0 = performance.now(), seen = {{}};
+  const tick = () => {{
+    if (seen.output === undefined && /\\[[0-9]+\\]/.test(document.querySelector('{PANEL} .jp-CodeCell .jp-InputPrompt')?.innerText || ''))
+      seen.output = performance.now();                                  // the cell has run: its widget is on its way
+    const grid = document.querySelector('{PANEL} .widget-gridbox');
+    const panels = grid ? [...grid.children] : [];
+    if (panels.length >= n && panels.every(p => p.querySelector('.main-svg'))) {{
+      window.__lowcommRender = {{output_s: (seen.output - t0) / 1000, drawn_s: (performance.now() - t0) / 1000}};
+    }} else setTimeout(tick, 20);
+  }};
+  window.__lowcommRender = null; tick();
+}}"""
+
+
+def open_and_run(browser, url: str, n_panels: int = 5):
+    "Open a notebook in JupyterLab, wait for its kernel, and Run All Cells from the menu, starting a clock of its `n_panels` panels."
     page = browser.new_page(viewport={'width': 1500, 'height': 1300})
     page.set_default_timeout(LONG)
     page.goto(url, wait_until='domcontentloaded')
@@ -63,6 +79,7 @@ def open_and_run(browser, url: str):
     page.wait_for_function("() => /\\|\\s*Idle/.test(document.querySelector('.jp-StatusBar-Widget')?.parentElement?.innerText || '')")
     page.locator(f'{PANEL} .jp-CodeCell .jp-InputPrompt').first.click()      # the notebook is the current widget
     page.locator('.lm-MenuBar-itemLabel', has_text=re.compile(r'^Run$')).click()
+    page.evaluate(RENDER_CLOCK, n_panels)
     page.locator('.lm-Menu-itemLabel', has_text=re.compile(r'^Run All Cells$')).click()
     page.wait_for_function(f"() => /\\[[*0-9]+\\]/.test(document.querySelector('{PANEL} .jp-CodeCell .jp-InputPrompt')?.innerText || '')")  # queued or ran
     return page
@@ -90,6 +107,18 @@ def wait_for_more(page, n: int) -> int:
     return page.evaluate(EVAL_POINTS)
 
 
+def render_time(page, artifacts, name: str) -> dict:
+    "Seconds from Run All Cells to the dashboard's output appearing and to every panel drawn: printed, and kept in dashboard-render.json."
+    page.wait_for_function("() => window.__lowcommRender")
+    t = page.evaluate("() => window.__lowcommRender")
+    print(f"\n{name}: dashboard output after {t['output_s']:.2f} s, every panel drawn after {t['drawn_s']:.2f} s "
+          f"({t['drawn_s'] - t['output_s']:.2f} s after the output appeared)")
+    path = artifacts/'dashboard-render.json'
+    times = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**times, name: {**t, 'output_to_drawn_s': t['drawn_s'] - t['output_s']}}, indent=1))
+    return t
+
+
 def status_text(page) -> str:
     return page.locator('.widget-html-content').filter(has_text='record:').first.inner_text()
 
@@ -98,6 +127,7 @@ def test_live_dashboard_in_jupyterlab(lab, browser, artifacts):
     launched, root = lab
     page = open_and_run(browser, launched.url.replace('/lab/tree/follow.ipynb', '/lab/workspaces/live/tree/live.ipynb'))  # its own workspace
     try:
+        render_time(page, artifacts, 'live')
         n0 = wait_for_dashboard(page)
         n1 = wait_for_more(page, n0)
         assert n1 > n0
@@ -129,6 +159,7 @@ def test_launched_dashboard_follows_another_process(lab, browser, artifacts):
             assert time.monotonic() - t0 < LONG / 1000, "the training process wrote no run record"
             time.sleep(0.5)
         page = open_and_run(browser, launched.url)
+        render_time(page, artifacts, 'follow')
         n0 = wait_for_dashboard(page)
         n1 = wait_for_more(page, n0)
         assert n1 > n0 and proc.poll() is None

@@ -1,4 +1,4 @@
-"DiLoCo across real processes: torchrun on loopback (gloo) against the in-process simulator, and a killed worker."
+"The communicator and DiLoCo across real processes: torchrun on loopback (gloo) against the in-process simulator, and a killed worker."
 import os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
@@ -24,6 +24,49 @@ def torchrun():
         return started[-1][0]
     yield start
     for p, run_dir in started: kill_job(p, run_dir)
+
+
+COMM_CHECK = """
+import sys
+from pathlib import Path
+import torch
+from lowcomm.comm import Communicator, DistComm, protocol_members
+c = DistComm(n_workers=4)                                # two workers per process
+assert isinstance(c, Communicator) and not protocol_members(Communicator) - set(dir(c))
+assert (c.world_size, c.local_workers) == (2, [2 * c.rank, 2 * c.rank + 1])
+got = c.all_gather([torch.full((3,), w, dtype=torch.uint8) for w in c.local_workers])
+assert [t.tolist() for t in got] == [[w] * 3 for w in range(4)], got
+assert c.all_reduce([torch.tensor([1.0, w]) for w in c.local_workers]).tolist() == [4.0, 6.0]
+alone = c.group([2, 3])                                  # every process creates every group, in the same order
+pair = c.group([1, 2])
+if c.rank == 0: assert alone is None
+else: assert (alone.world_size, alone.is_main, alone.all_reduce([torch.ones(1)] * 2).item()) == (1, True, 2.0)
+assert (pair.workers, pair.world_size, pair.local_workers) == ([1, 2], 2, [1 + c.rank])
+assert [t.item() for t in pair.all_gather([torch.tensor([10 * (1 + c.rank)])])] == [10, 20]
+assert pair.all_reduce([torch.tensor([1 + c.rank], dtype=torch.bfloat16)]).item() == 3
+if c.rank == 0:
+    c.push(torch.arange(6.).view(2, 3), to=2, sender=0); c.push(torch.tensor([7], dtype=torch.int8), to=2, sender=0)
+    c.push(torch.tensor([1.5]), to=1, sender=0)          # same process: the mailbox
+    assert c.pull(0, receiver=1).tolist() == [1.5]
+    assert c.pull(3, receiver=0).dtype == torch.bfloat16
+else:
+    a, b = c.pull(0, receiver=2), c.pull(0, receiver=2)  # in the order pushed
+    assert a.tolist() == [[0, 1, 2], [3, 4, 5]] and b.dtype == torch.int8 and b.item() == 7, (a, b)
+    c.push(torch.ones(2, dtype=torch.bfloat16), to=0, sender=3)
+c.barrier()
+c.close()
+(Path(sys.argv[1])/f'ok-{c.rank}').touch()
+"""
+
+
+def test_dist_comm_implements_the_contract(tmp_path):
+    "Every member of `Communicator` on two gloo processes: collectives, groups and point-to-point messages."
+    script = tmp_path/'comm_check.py'
+    script.write_text(COMM_CHECK)
+    p = subprocess.run([TORCHRUN, '--standalone', '--nproc_per_node', '2', str(script), str(tmp_path)], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert sorted(f.name for f in tmp_path.glob('ok-*')) == ['ok-0', 'ok-1'], p.stdout + p.stderr
 
 
 def simulated_theta(cfg):

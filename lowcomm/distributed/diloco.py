@@ -9,17 +9,53 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+import torch.distributed as dist
+from fastcore.basics import patch
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from ..core import CheckpointError, ConfigError, RunRecord, assign, atomic_write, flatten, integer, number, one_of, option
-from ..data import BatchSampler, shard_by_domain, shard_iid, tokenize
-from ..data import LMData, lm_data
-from ..train import TrainConfig, build_model, make_optimizer, train_step, lr_at, evaluate, pick_device
+from ..core import CheckpointError, ConfigError, Run, assign, atomic_write, flatten, integer, number, one_of, option
+from ..data import BatchSampler, LMData, lm_data, tokenize
+from ..train import TrainConfig, build_model, make_optimizer, train_step, lr_at, evaluate, pick_device, validation_batches
 from ..outer import OUTER_OPTIMIZERS, COMPRESSIONS, WIRE_DTYPES, OuterOptimizer, prune_per_neuron, merge, encode, decode
-from ..comm import SimComm, Ledger
+from ..comm import Communicator, SimComm, Ledger
+from .shards import make_shards
 
 # %% auto #0
-__all__ = ['DiLoCoConfig', 'doc_features', 'kmeans_shards', 'make_shards', 'Worker', 'Exchanged', 'sample_index', 'DiLoCo']
+__all__ = ['worker_seed', 'PlainDiLoCo', 'DiLoCoConfig', 'Worker', 'Exchanged', 'sample_index', 'DiLoCo']
+
+# %% ../../nbs/distributed/10_diloco.ipynb #1a9a3f42
+def worker_seed(seed: int, worker: int) -> int:
+    "The seed of worker `worker`'s batches in a run seeded `seed`."
+    return seed * 7919 + 1 + worker
+
+class PlainDiLoCo:
+    "DiLoCo written plainly, for one process of a torch.distributed group that runs one worker."
+    def __init__(self, cfg: DiLoCoConfig, tokens: torch.Tensor, vocab_size: int, weight: float | None = None):
+        self.cfg, self.rank, self.world = cfg, dist.get_rank(), dist.get_world_size()
+        self.weight = 1 / self.world if weight is None else weight    # w_i: this worker's share of the mean
+        self.model = build_model(cfg, vocab_size)                      # seeded: the same init in every process
+        self.opt = make_optimizer(self.model, cfg.lr, cfg.weight_decay)
+        self.batches = BatchSampler(tokens, cfg.batch_size, self.model.config.seq_len, seed=worker_seed(cfg.seed, self.rank))
+        self.theta = parameters_to_vector(self.model.parameters()).detach().clone()   # the global parameters
+        self.outer = torch.optim.SGD([self.theta], lr=cfg.outer_lr, momentum=cfg.outer_momentum, nesterov=True)
+        self.round = 0
+
+    def run_round(self):
+        "One round: H inner AdamW steps, the all-reduced weighted outer gradient, one Nesterov step."
+        c = self.cfg
+        for s in range(self.round * c.H, (self.round + 1) * c.H):     # H inner AdamW steps
+            for g in self.opt.param_groups: g['lr'] = lr_at(s, c.lr, c.warmup, c.steps, c.min_lr_frac)
+            x, y = self.batches(s)
+            _, loss = self.model(x, y)
+            loss.backward()
+            if c.grad_clip: torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+        delta = (self.theta - parameters_to_vector(self.model.parameters()).detach()) * (self.world * self.weight)
+        dist.all_reduce(delta)                                          # k times the weighted mean outer gradient
+        self.theta.grad = delta / self.world; self.outer.step(); self.theta.grad = None
+        vector_to_parameters(self.theta.clone(), self.model.parameters())   # a copy: the parameters must not alias theta
+        self.round += 1
 
 # %% ../../nbs/distributed/10_diloco.ipynb #bde7e6dc
 def _schedule_ok(v): return v == '' or (isinstance(v, str) and all(p.strip().isdigit() and int(p) > 0 for p in v.split(',')))
@@ -32,7 +68,8 @@ class DiLoCoConfig(TrainConfig):
     outer_opt: str = one_of('nesterov', *OUTER_OPTIMIZERS)
     outer_lr: float = number(0.7, 0, lo_open=True)
     outer_momentum: float = number(0.9, 0, 1)
-    shards: str = one_of('iid', 'iid', 'domain', 'kmeans')
+    shards: str = option('iid', lambda v: v in ('iid', 'domain', 'kmeans'), "one of 'iid', 'domain', 'kmeans'; 'domain' gives each worker "
+                         "whole domains (a text file's domain is the folder holding it: one subfolder per domain)")
     prune: float = number(0.0, 0, 0.99)
     compress: str = one_of('none', *COMPRESSIONS)
     drop_prob: float = number(0.0, 0, 1)
@@ -66,29 +103,6 @@ class DiLoCoConfig(TrainConfig):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + round)
         return {w for w, u in enumerate(torch.rand(self.workers, generator=g).tolist()) if u < self.drop_prob}
 
-# %% ../../nbs/distributed/10_diloco.ipynb #a56cc48b
-@torch.no_grad()
-def doc_features(model, docs, tokenizer, n_tokens: int = 64) -> torch.Tensor:
-    "Mean last-layer hidden state of `model` over each document's first `n_tokens` tokens."
-    model.eval()
-    dev = next(model.parameters()).device
-    feats = [model.hidden(torch.tensor([(tokenizer.encode(d.text)[:n_tokens] or [tokenizer.eot])], device=dev)).mean(1)[0]
-             for d in docs]
-    return torch.stack(feats).cpu()
-
-def kmeans_shards(docs, k: int, features: torch.Tensor, seed: int = 0) -> list[list]:
-    "`k` shards: the k-means clusters of the documents' `features`."
-    from sklearn.cluster import KMeans
-    labels = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(features.double().numpy())
-    return [[d for d, l in zip(docs, labels) if l == c] for c in range(k)]
-
-def make_shards(cfg: DiLoCoConfig, data: LMData, model=None) -> list[list]:
-    "The workers' training documents, by `cfg.shards`."
-    if cfg.shards == 'iid': return shard_iid(data.train_docs, cfg.workers, cfg.seed)
-    if cfg.shards == 'domain': return shard_by_domain(data.train_docs, cfg.workers)
-    feats = doc_features(model or build_model(cfg, data.tokenizer.vocab_size), data.train_docs, data.tokenizer)
-    return kmeans_shards(data.train_docs, cfg.workers, feats, cfg.seed)
-
 # %% ../../nbs/distributed/10_diloco.ipynb #b9dbea57
 class Worker:
     "One DiLoCo replica: model, inner optimizer, and batches from its own shard."
@@ -96,7 +110,7 @@ class Worker:
         self.id, self.cfg, self.weight = id, cfg, len(tokens)
         self.model = build_model(cfg, vocab_size).to(device)
         self.opt = make_optimizer(self.model, cfg.lr, cfg.weight_decay)
-        self.batches = BatchSampler(tokens, cfg.batch_size, self.model.config.seq_len, seed=cfg.seed * 7919 + 1 + id)
+        self.batches = BatchSampler(tokens, cfg.batch_size, self.model.config.seq_len, seed=worker_seed(cfg.seed, id))
         self.device = device
 
     def train(self, start: int, n: int) -> torch.Tensor:
@@ -107,15 +121,23 @@ class Worker:
         return torch.stack(losses).float()
 
     @property
-    def params(self) -> torch.Tensor: return flatten(self.model.parameters())
-    def load(self, flat: torch.Tensor): assign(self.model.parameters(), flat)
-    def state_dict(self): return {'model': self.model.state_dict(), 'opt': self.opt.state_dict()}
-    def load_state_dict(self, sd): self.model.load_state_dict(sd['model']); self.opt.load_state_dict(sd['opt'])
+    def params(self) -> torch.Tensor:
+        "The worker's parameters as one flat vector (a copy)."
+        return flatten(self.model.parameters())
+    def load(self, flat: torch.Tensor):
+        "Set the worker's parameters to the flat vector `flat` (copied: never aliased)."
+        assign(self.model.parameters(), flat)
+    def state_dict(self) -> dict:
+        "Parameters and AdamW state: what a worker needs to go on after a restart."
+        return {'model': self.model.state_dict(), 'opt': self.opt.state_dict()}
+    def load_state_dict(self, state: dict):
+        "Restore `state_dict()`."
+        self.model.load_state_dict(state['model']); self.opt.load_state_dict(state['opt'])
 
-# %% ../../nbs/distributed/10_diloco.ipynb #04180633
+# %% ../../nbs/distributed/10_diloco.ipynb #bf127779
 @dataclass
 class Exchanged:
-    "What a round's exchange tells the diagnostics. Per worker: inner losses; per sender: norm and a vector for cosines; bytes per sender."
+    "What a round's exchange tells the diagnostics."
     inner: list          # every worker's inner losses (NaN for idle workers)
     norms: dict          # {sender: outer-gradient norm}
     vectors: dict        # {sender: the outer gradient, or its coordinates at `sample_index`}
@@ -128,10 +150,11 @@ def sample_index(n: int, m: int = 4096) -> torch.Tensor:
     "`m` fixed random coordinates of an `n`-vector (all of them when n <= m): where cosines are estimated under all-reduce."
     return torch.arange(n) if n <= m else torch.randint(n, (m,), generator=torch.Generator().manual_seed(0))
 
-class DiLoCo:
-    "DiLoCo over a communicator; `DiLoCo(cfg, comm, run_dir).fit()` trains (or resumes) a run."
-    kind = 'diloco'                                                    # the run record's kind
-    def __init__(self, cfg: DiLoCoConfig, comm=None, run_dir=None, data: LMData | None = None, progress: bool = True):
+class DiLoCo(Run):
+    "DiLoCo over a communicator; `DiLoCo(cfg, comm, run_dir).fit()` trains (or resumes) a run, one outer round per unit."
+    kind, unit = 'diloco', 'round'
+    def __init__(self, cfg: DiLoCoConfig, comm: Communicator | None = None, run_dir=None, data: LMData | None = None,
+                 progress: bool = True):
         self.cfg, self.comm = cfg, comm or SimComm(cfg.workers)
         if self.comm.n_workers != cfg.workers:
             raise ConfigError(f"DiLoCoConfig.workers = {cfg.workers} does not match the communicator's {self.comm.n_workers} workers")
@@ -145,166 +168,190 @@ class DiLoCo:
         self.theta = flatten(self.model.parameters())
         self.shapes = [p.shape for p in self.model.parameters()]
         self.outer = self._outer_optimizer()
-        self.val_batches = BatchSampler(self.data.val_tokens, cfg.eval_batch_size, self.model.config.seq_len, seed=10_000 + cfg.seed)
-        self.ledger, self.round, self.eval_loss = Ledger(), 0, None
-        self.record = RunRecord.create(run_dir, cfg, kind=self.kind) if run_dir else None
+        self.val_batches = validation_batches(self.data, cfg, self.model.config.seq_len)
+        self.ledger, self.round = Ledger(), 0
         for w in self.workers.values(): w.load(self.theta)
-        if self.record: self._resume()
-        if self.record and self.comm.is_main:
-            self.record.log('start', step=self._span()[0], round=self.round, engine=self.comm.engine, processes=self.comm.world_size)
-
-    # -- what a round synchronizes (subclasses, e.g. Streaming DiLoCo, sync a part per round) ----
-    def _outer_optimizer(self): return OuterOptimizer(self.theta, self.cfg.outer_opt, self.cfg.outer_lr, self.cfg.outer_momentum)
-    def _part(self) -> tuple[slice, list]: "This round's slice of `theta` and its parameters' shapes."; return slice(None), self.shapes
-    def _part_outer(self) -> OuterOptimizer: "The outer optimizer of `_part()`."; return self.outer
-    def _span(self) -> tuple[int, int]: "This round's first inner step and number of inner steps."; return self.round * self.cfg.H, self.cfg.H
-
-    # -- one round -------------------------------------------------------------------------------
-    def run_round(self) -> dict:
-        c, r = self.cfg, self.round
-        active, dropped = set(c.active(r)), c.dropped(r)
-        sends = {i for i in active if i not in dropped}
-        losses = {i: w.train(*self._span()) for i, w in self.workers.items() if i in active}
-        exchanged = self._exchange(sends, losses)
-        for i, w in self.workers.items():
-            if i not in dropped: w.load(self.theta)
-        self.round += 1
-        return self._diagnostics(active, exchanged)
-
-    def _delta(self, i: int) -> torch.Tensor:
-        "Worker `i`'s outer gradient on this round's part: the global parameters minus its own."
-        return (self.theta.to(self.device) - self.workers[i].params)[self._part()[0]]
-
-    def _inner(self, losses: torch.Tensor | None) -> torch.Tensor:
-        "A worker's inner losses as telemetry: NaN where it did not train."
-        return losses if losses is not None else torch.full((self._span()[1],), float('nan'))
-
-    def _payload(self, i: int, losses, send: bool) -> torch.Tensor:
-        c, delta = self.cfg, self._delta(i)
-        keep = prune_per_neuron(delta, self._part()[1], c.prune) if c.prune else None
-        body = encode(delta, c.compress, keep)
-        if not send: body = torch.zeros_like(body)        # an empty slot: nothing from this worker this round
-        return torch.cat([self._inner(losses).to(body.device).contiguous().view(torch.uint8), body])
-
-    def _part_size(self) -> int: return self.theta[self._part()[0]].numel()
-
-    def _decode(self, p: torch.Tensor) -> torch.Tensor:
-        "The outer gradient in payload `p` (after the telemetry)."
-        return decode(p[4 * self._span()[1]:], self._part_size(), self.cfg.compress, self.cfg.prune > 0).to(self.theta.device)
-
-    def _exchange(self, sends: set, losses: dict) -> Exchanged:
-        "Exchange this round's outer gradients and step the part's outer optimizer with their merge."
-        return self._all_reduce(sends, losses) if self.cfg.collective == 'all_reduce' else self._all_gather(sends, losses)
-
-    def _all_gather(self, sends: set, losses: dict) -> Exchanged:
-        "Every worker's payload to every process, which decodes and merges them all the same way."
-        k = 4 * self._span()[1]
-        gathered = self.comm.all_gather([self._payload(i, losses.get(i), i in sends) for i in self.comm.local_workers])
-        deltas = {i: self._decode(gathered[i]) for i in sorted(sends)}
-        if sends: self._part_outer().step(merge(list(deltas.values()), [self.weights[i] for i in deltas], self.cfg.prune > 0))
-        sent = len(gathered[0]) - k
-        return Exchanged([p[:k].clone().view(torch.float32).cpu() for p in gathered], {i: float(d.norm()) for i, d in deltas.items()},
-                         deltas, 4 * self._part_size(), sent, self.comm.network.all_gather_time(sent, len(sends)) if sends else 0.0)
-
-    def _all_reduce(self, sends: set, losses: dict) -> Exchanged:
-        "One all-reduce of the senders' weighted outer gradients in the wire type; telemetry (inner losses, norms, sampled coordinates) all-gathered."
-        H, n = self._span()[1], self._part_size()
-        wire, total, idx = WIRE_DTYPES[self.cfg.compress], sum(self.weights[i] for i in sends), sample_index(n)
-        mine, tele = [], []
-        for i in self.comm.local_workers:
-            delta = self._delta(i) if i in sends else torch.zeros(n, device=self.device)
-            mine.append((delta * (len(sends) * self.weights[i] / total if i in sends else 0.0)).to(wire))   # about 1: no fp16 underflow
-            tele.append(torch.cat([self._inner(losses.get(i)).to(delta.device), delta.norm().view(1), delta[idx.to(delta.device)]]).view(torch.uint8))
-        merged = self.comm.all_reduce(mine).float().to(self.theta.device) / max(len(sends), 1)
-        got = [p.clone().view(torch.float32).cpu() for p in self.comm.all_gather(tele)]
-        if sends: self._part_outer().step(merged)
-        sent = n * wire.itemsize
-        return Exchanged([g[:H] for g in got], {i: float(got[i][H]) for i in sorted(sends)}, {i: got[i][H + 1:] for i in sorted(sends)},
-                         4 * n, sent, self.comm.network.all_reduce_time(sent, len(sends)) if sends else 0.0)
-
-    def _diagnostics(self, active, x: Exchanged) -> dict:
-        "After `round` advanced: the round just done is `round - 1` and ended at inner step `_span()[0]`."
-        c, idx = self.cfg, sorted(x.norms)
-        cos = torch.zeros(0, 0)
-        if idx:
-            d = torch.stack([x.vectors[i] for i in idx]).float()
-            d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            cos = d @ d.T
-        raw, sent = {i: x.raw for i in idx}, {i: x.sent for i in idx}
-        self.ledger.record(self.round - 1, raw, sent, x.sim_time)
-        return {'round': self.round, 'step': self._span()[0], 'active': sorted(active), 'sent': idx,
-                'inner_loss': [_subsample(x.inner[i].tolist()) if i in active else None for i in range(c.workers)],
-                'outer_grad_norm': [x.norms.get(i) for i in range(c.workers)], 'cosine': cos.tolist(), 'bytes_raw': sum(raw.values()),
-                'bytes_sent': sum(sent.values()), 'sim_comm_time': x.sim_time}
-
-    # -- evaluation, checkpoints, the loop -------------------------------------------------------
-    def evaluate(self) -> float:
-        "Eval loss of the global parameters."
-        assign(self.model.parameters(), self.theta)
-        self.eval_loss = evaluate(self.model, self.val_batches, self.cfg.eval_batches, self.device)
-        return self.eval_loss
+        self.open_record(run_dir, cfg)
+        if self.record and self.is_main:
+            self.record.log('start', step=self.logged_step, round=self.round, engine=self.comm.engine, processes=self.comm.world_size)
 
     @property
-    def _workers_dir(self) -> Path: return self.record.path/'checkpoints'/'workers'
-    def _worker_file(self, round: int, worker: int) -> Path: return self._workers_dir/f'round-{round:06d}-worker{worker}.pt'
-
-    def checkpoint(self):
-        "Every process writes its workers' states, then the main process the global state (which marks the round done)."
-        for i, w in self.workers.items(): atomic_write(self._worker_file(self.round, i), lambda fh: torch.save(w.state_dict(), fh))
-        self.comm.barrier()
-        if self.comm.is_main:
-            self.record.save_checkpoint({'theta': self.theta, 'outer': self.outer.state_dict(), 'round': self.round,
-                                         'ledger': self.ledger.rounds}, step=self.round)
-            kept = {int(p.stem.split('-')[1]) for p in self.record.checkpoints()}   # step-NNN.pt: NNN = round
-            for old in self._workers_dir.glob('round-*.pt'):
-                if int(old.name.split('-')[1]) not in kept: old.unlink()
-        self.comm.barrier()
-
-    def _resume(self):
-        state = self.record.load_checkpoint()
-        if state is None: return
-        self.theta.copy_(state['theta']); self.outer.load_state_dict(state['outer'])
-        self.round, self.ledger.rounds = state['round'], state['ledger']
-        for i, w in self.workers.items():
-            f = self._worker_file(self.round, i)
-            if not f.exists():
-                raise CheckpointError(f"{f} is missing: every process must see the whole run directory (shared storage), "
-                                      "or copy the other machines' checkpoints/workers/ files into it before resuming")
-            w.load_state_dict(torch.load(f, map_location=self.device, weights_only=True))
-        if self.comm.is_main: self.record.rewind(self._span()[0])
-        done = self.record.metrics('round')
-        self.eval_loss = done[-1]['eval_loss'] if done else None
-
+    def position(self) -> int: return self.round
+    @property
+    def total(self) -> int: return self.cfg.rounds
+    @property
+    def logged_step(self) -> int: return self._inner_steps()[0]
     @property
     def is_main(self) -> bool: return self.comm.is_main
-    def summary(self) -> str:
-        "One line on where the run stands."
-        return (f"[{self.comm.engine}] eval loss {self.eval_loss:.4f} (ppl {math.exp(self.eval_loss):.2f}) after {self.round} rounds; "
-                f"sent {self.ledger.total_sent / 1e6:.1f} MB")
+    @property
+    def desc(self) -> str: return f'DiLoCo k={self.cfg.workers} H={self.cfg.H}'
 
-    def fit(self, until: int | None = None) -> float | None:
-        "Run outer rounds up to round `until` (default: all); returns the latest global eval loss."
-        c, until = self.cfg, min(until or self.cfg.rounds, self.cfg.rounds)
-        main = self.comm.is_main
-        if self.record and main: self.record.set_status('running', round=self.round)
-        bar = tqdm(total=until, initial=self.round, desc=f'DiLoCo k={c.workers} H={c.H}', disable=not (self.progress and main), leave=False)
-        while self.round < until:
-            t0 = time.perf_counter()
-            info = self.run_round()
-            info['eval_loss'] = self.evaluate() if main else None
-            info['wall_time'] = time.perf_counter() - t0
-            if self.record:
-                if main:
-                    self.record.log('round', **info)
-                    self.record.log('eval', step=info['step'], loss=self.eval_loss, ppl=math.exp(self.eval_loss))
-                self.checkpoint()
-            bar.update(); bar.set_postfix(eval=f'{self.eval_loss:.3f}' if main else '')
-        bar.close()
-        if self.record and main: self.record.set_status('finished' if self.round >= c.rounds else 'paused', round=self.round)
-        return self.eval_loss
+    # -- what a round synchronizes (Streaming DiLoCo answers with one fragment) --------------------
+    def _outer_optimizer(self): return OuterOptimizer(self.theta, self.cfg.outer_opt, self.cfg.outer_lr, self.cfg.outer_momentum)
+    def _synced_slice(self) -> slice: return slice(None)                     # this round's slice of `theta`
+    def _synced_shapes(self) -> list: return self.shapes                     # the shapes of its parameters
+    def _synced_outer(self) -> OuterOptimizer: return self.outer             # its outer optimizer
+    def _inner_steps(self) -> tuple[int, int]: return self.round * self.cfg.H, self.cfg.H   # (first, count) of this round
+    def _synced_size(self) -> int: return self.theta[self._synced_slice()].numel()
 
+# %% ../../nbs/distributed/10_diloco.ipynb #fc4d95a3
+@patch
+def run_round(self: DiLoCo) -> dict:
+    "One outer round: active workers train, outer gradients are exchanged and merged, workers restart from the result; its diagnostics."
+    c, r = self.cfg, self.round
+    active, dropped = set(c.active(r)), c.dropped(r)
+    senders = active - dropped
+    losses = {i: w.train(*self._inner_steps()) for i, w in self.workers.items() if i in active}
+    exchanged = self._exchange(senders, losses)
+    for i, w in self.workers.items():
+        if i not in dropped: w.load(self.theta)
+    self.round += 1
+    return self._diagnostics(active, exchanged)
+
+# %% ../../nbs/distributed/10_diloco.ipynb #b11f4e4f
+@patch
+def _delta(self: DiLoCo, i: int) -> torch.Tensor:
+    "Worker `i`'s outer gradient on the synchronized slice: the global parameters minus its own."
+    return (self.theta.to(self.device) - self.workers[i].params)[self._synced_slice()]
+
+@patch
+def _payload(self: DiLoCo, i: int, send: bool) -> torch.Tensor:
+    "Worker `i`'s encoded outer gradient, or an empty slot of the same size when it sends nothing."
+    c, delta = self.cfg, self._delta(i)
+    keep = prune_per_neuron(delta, self._synced_shapes(), c.prune) if c.prune else None
+    body = encode(delta, c.compress, keep)
+    return body if send else torch.zeros_like(body)
+
+@patch
+def _decode(self: DiLoCo, payload: torch.Tensor) -> torch.Tensor:
+    "The outer gradient in `payload`."
+    return decode(payload, self._synced_size(), self.cfg.compress, self.cfg.prune > 0).to(self.theta.device)
+
+@patch
+def _inner_losses(self: DiLoCo, losses: torch.Tensor | None) -> torch.Tensor:
+    "A worker's inner losses as telemetry: NaN where it did not train."
+    return losses if losses is not None else torch.full((self._inner_steps()[1],), float('nan'))
+
+@patch
+def _telemetry(self: DiLoCo, losses: dict, extra: dict | None = None) -> list[torch.Tensor]:
+    "Every worker's inner losses, followed by its `extra` values if any: a small all-gather apart from the payload."
+    extra = extra or {}
+    local = [torch.cat([self._inner_losses(losses.get(i)).to(self.device), *([extra[i]] if i in extra else [])])
+            for i in self.comm.local_workers]
+    return [t.cpu() for t in self.comm.all_gather(local)]
+
+# %% ../../nbs/distributed/10_diloco.ipynb #c47f3ec2
+@patch
+def _exchange(self: DiLoCo, senders: set, losses: dict) -> Exchanged:
+    "Exchange this round's outer gradients and step the synchronized slice's outer optimizer with their merge."
+    return self._all_reduce(senders, losses) if self.cfg.collective == 'all_reduce' else self._all_gather(senders, losses)
+
+@patch
+def _all_gather(self: DiLoCo, senders: set, losses: dict) -> Exchanged:
+    "Every worker's payload to every process, which decodes and merges them all the same way."
+    gathered = self.comm.all_gather([self._payload(i, i in senders) for i in self.comm.local_workers])
+    deltas = {i: self._decode(gathered[i]) for i in sorted(senders)}
+    if senders: self._synced_outer().step(merge(list(deltas.values()), [self.weights[i] for i in deltas], self.cfg.prune > 0))
+    sent = len(gathered[0])
+    return Exchanged(inner=self._telemetry(losses), norms={i: float(d.norm()) for i, d in deltas.items()}, vectors=deltas,
+                     raw=4 * self._synced_size(), sent=sent,
+                     sim_time=self.comm.network.all_gather_time(sent, len(senders)) if senders else 0.0)
+
+# %% ../../nbs/distributed/10_diloco.ipynb #aaf8ce44
 def _subsample(xs: list, n: int = 50) -> list:
     "At most `n` points of a curve: means of consecutive chunks."
     if len(xs) <= n: return xs
     k = math.ceil(len(xs) / n)
     return [sum(xs[i:i + k]) / len(xs[i:i + k]) for i in range(0, len(xs), k)]
+
+@patch
+def _diagnostics(self: DiLoCo, active: set, x: Exchanged) -> dict:
+    "The round just done (`round - 1`, ended at inner step `_inner_steps()[0]`): its row, and its ledger event."
+    c, senders = self.cfg, sorted(x.norms)
+    cos = torch.zeros(0, 0)
+    if senders:
+        d = torch.stack([x.vectors[i] for i in senders]).float()
+        d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        cos = d @ d.T
+    raw, sent = {i: x.raw for i in senders}, {i: x.sent for i in senders}
+    self.ledger.record('outer_gradient', round=self.round - 1, raw=raw, sent=sent, sim_time=x.sim_time)
+    return {'round': self.round, 'step': self._inner_steps()[0], 'active': sorted(active), 'sent': senders,
+            'inner_loss': [_subsample(x.inner[i].tolist()) if i in active else None for i in range(c.workers)],
+            'outer_grad_norm': [x.norms.get(i) for i in range(c.workers)], 'cosine': cos.tolist(), 'bytes_raw': sum(raw.values()),
+            'bytes_sent': sum(sent.values()), 'sim_comm_time': x.sim_time}
+
+# %% ../../nbs/distributed/10_diloco.ipynb #beea1304
+@patch
+def evaluate(self: DiLoCo) -> float:
+    "Eval loss of the global parameters."
+    assign(self.model.parameters(), self.theta)
+    self.eval_loss = evaluate(self.model, self.val_batches, self.cfg.eval_batches, self.device)
+    return self.eval_loss
+
+@patch
+def advance(self: DiLoCo) -> list[tuple[str, dict]]:
+    "One round, then on the main process its `round` row (diagnostics, eval loss, wall time) and an `eval` row."
+    t0 = time.perf_counter()
+    info = self.run_round()
+    if not self.is_main: return []
+    info['eval_loss'] = self.evaluate()
+    info['wall_time'] = time.perf_counter() - t0
+    return [('round', info), ('eval', {'step': info['step'], 'loss': self.eval_loss, 'ppl': math.exp(self.eval_loss)})]
+
+@patch
+def _worker_file(self: DiLoCo, round: int, worker: int) -> Path:
+    return self.record.path/'checkpoints'/'workers'/f'round-{round:06d}-worker{worker}.pt'
+
+@patch
+def checkpoint(self: DiLoCo, rows: list[dict] = ()):
+    "Every process writes its workers' states, then the main process the global state and the round's rows (which marks the round done)."
+    for i, w in self.workers.items(): atomic_write(self._worker_file(self.round, i), lambda fh: torch.save(w.state_dict(), fh))
+    self.comm.barrier()
+    if self.is_main:
+        Run.checkpoint(self, rows)
+        kept = {int(p.stem.split('-')[1]) for p in self.record.checkpoints()}   # step-NNN.pt: NNN = round
+        for old in self._worker_file(0, 0).parent.glob('round-*.pt'):
+            if int(old.name.split('-')[1]) not in kept: old.unlink()
+    self.comm.barrier()
+
+@patch
+def state_dict(self: DiLoCo) -> dict:
+    "The global state of a checkpoint: parameters, outer optimizer, round, ledger (the workers' are files of their own)."
+    return {'theta': self.theta, 'outer': self.outer.state_dict(), 'round': self.round, 'ledger': self.ledger.events}
+
+@patch
+def load_state_dict(self: DiLoCo, state: dict):
+    "Continue from a checkpoint: the global state, and this process's workers from their files."
+    self.theta.copy_(state['theta']); self.outer.load_state_dict(state['outer'])
+    self.round = state['round']
+    self.ledger.events = [{'event': 'outer_gradient', **e} for e in state['ledger']]   # older checkpoints: events without a kind
+    for i, w in self.workers.items():
+        f = self._worker_file(self.round, i)
+        if not f.exists():
+            raise CheckpointError(f"{f} is missing: every process must see the whole run directory (shared storage), "
+                                  "or copy the other machines' checkpoints/workers/ files into it before resuming")
+        w.load_state_dict(torch.load(f, map_location=self.device, weights_only=True))
+
+@patch
+def summary(self: DiLoCo) -> str:
+    "One line on where the run stands: engine, eval loss, rounds, bytes sent."
+    return f"[{self.comm.engine}] {Run.summary(self)}; sent {self.ledger.total_sent / 1e6:.1f} MB"
+
+# %% ../../nbs/distributed/10_diloco.ipynb #c2f922d0
+@patch
+def _all_reduce(self: DiLoCo, senders: set, losses: dict) -> Exchanged:
+    "One all-reduce of the senders' weighted outer gradients in the wire type; norms and sampled coordinates go with the telemetry."
+    H, n = self._inner_steps()[1], self._synced_size()
+    wire, total, idx = WIRE_DTYPES[self.cfg.compress], sum(self.weights[i] for i in senders), sample_index(n)
+    scaled, summaries = [], {}
+    for i in self.comm.local_workers:
+        delta = self._delta(i) if i in senders else torch.zeros(n, device=self.device)
+        scaled.append((delta * (len(senders) * self.weights[i] / total if i in senders else 0.0)).to(wire))   # about 1: no fp16 underflow
+        summaries[i] = torch.cat([delta.norm().view(1), delta[idx.to(delta.device)]])
+    merged = self.comm.all_reduce(scaled).float().to(self.theta.device) / max(len(senders), 1)
+    reports = self._telemetry(losses, summaries)
+    if senders: self._synced_outer().step(merged)
+    sent = n * wire.itemsize
+    return Exchanged(inner=[r[:H] for r in reports], norms={i: float(reports[i][H]) for i in sorted(senders)},
+                     vectors={i: reports[i][H + 1:] for i in sorted(senders)}, raw=4 * n, sent=sent,
+                     sim_time=self.comm.network.all_reduce_time(sent, len(senders)) if senders else 0.0)

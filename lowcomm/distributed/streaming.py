@@ -71,9 +71,6 @@ class FragmentOuter:
     def load_state_dict(self, sd):
         for o, s in zip(self.opts, sd['fragments']): o.load_state_dict(s)
 
-# %% ../../nbs/distributed/20_streaming.ipynb #1c9d31e9
-#| export
-
 # %% ../../nbs/distributed/20_streaming.ipynb #59971521
 class StreamingDiLoCo(DiLoCo):
     "Streaming DiLoCo over a communicator; `StreamingDiLoCo(cfg, comm, run_dir).fit()` trains (or resumes) a run."
@@ -83,13 +80,16 @@ class StreamingDiLoCo(DiLoCo):
         return FragmentOuter(self.theta, [s for s, _ in self.parts], c.outer_opt, c.outer_lr, c.outer_momentum)
 
     @cached_property
-    def parts(self) -> list[tuple[slice, list]]: return fragments(self.model, self.cfg.fragments)
+    def parts(self) -> list[tuple[slice, list]]:
+        "The fragments: each one's slice of the flat parameters and the shapes of its parameters."
+        return fragments(self.model, self.cfg.fragments)
 
-    def _part(self): return self.parts[self.cfg.fragment(self.round)]
-    def _part_outer(self): return self.outer[self.cfg.fragment(self.round)]
-    def _span(self): return self.round * self.cfg.span, self.cfg.span
+    def _synced_slice(self): return self.parts[self.cfg.fragment(self.round)][0]
+    def _synced_shapes(self): return self.parts[self.cfg.fragment(self.round)][1]
+    def _synced_outer(self): return self.outer[self.cfg.fragment(self.round)]
+    def _inner_steps(self): return self.round * self.cfg.span, self.cfg.span
 
-    def _land(self, round: int):
+    def _merge_fragment(self, round: int):
         "Merge the fragment synchronized in `round` into the workers whose outer gradient was not dropped."
         c, part = self.cfg, self.parts[self.cfg.fragment(round)][0]
         a = c.alpha if c.overlap else 0.0
@@ -100,15 +100,15 @@ class StreamingDiLoCo(DiLoCo):
             w.load(p)
 
     def run_round(self) -> dict:
+        "One fragment's round: train tau steps, merge the previous round's fragment, train the rest, exchange this one."
         c, r = self.cfg, self.round
-        (start, n), tau = self._span(), c.overlap if r else 0
+        (start, n), tau = self._inner_steps(), c.overlap if r else 0
         active, dropped = set(c.active(r)), c.dropped(r)
-        train = lambda a, k: {i: w.train(a, k) for i, w in self.workers.items() if i in active and k}
-        early = train(start, tau)
-        if r: self._land(r - 1)
-        late = train(start + tau, n - tau)
-        losses = {i: torch.cat([early[i], late[i]]) if i in early else late[i] for i in late}
-        sends = active - dropped
-        exchanged = self._exchange(sends, losses)
+        train = lambda first, count: {i: w.train(first, count) for i, w in self.workers.items() if i in active and count}
+        before_merge = train(start, tau)
+        if r: self._merge_fragment(r - 1)
+        after_merge = train(start + tau, n - tau)
+        losses = {i: torch.cat([before_merge[i], after_merge[i]]) if i in before_merge else after_merge[i] for i in after_merge}
+        exchanged = self._exchange(active - dropped, losses)
         self.round += 1
         return {**self._diagnostics(active, exchanged), 'fragment': c.fragment(r)}
