@@ -293,9 +293,14 @@ PANELS: dict[str, Callable] = {}                # run kind -> panels(config dict
 COMMANDS: dict[str, Callable] = {}              # subcommand -> add(subparsers) that adds its parser
 PUBLISHED: dict[str, dict] = {}                 # paper -> its published numbers
 
+def _origin(v):
+    "What identifies a registration: re-running its definition (a notebook's cell, a reload) registers the same one again."
+    if isinstance(v, RunKind): return v.name, v.config.__qualname__
+    return getattr(v, '__qualname__', None) or v
+
 def _register(table: dict, key: str, value, what: str):
-    if key in table and table[key] is not value:
-        raise ConfigError(f"{what} {key!r} is registered twice; each name is registered by one family")
+    if key in table and _origin(table[key]) != _origin(value):
+        raise ConfigError(f"{what} {key!r} is registered twice, by different code; each name is registered by one family")
     table[key] = value
     return value
 

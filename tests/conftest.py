@@ -38,3 +38,11 @@ def artifacts() -> Path:
     d = Path(os.environ.get('LOWCOMM_ARTIFACTS') or Path(__file__).parent/'artifacts')
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+@pytest.fixture(scope='session')
+def docs_site(tmp_path_factory) -> Path:
+    "The docs site, built once offline from nbs/ and the executed papers, for every docs test."
+    from nbdev.config import get_config
+    from lowcomm.docs import build_docs
+    return build_docs(tmp_path_factory.mktemp('docs')/'site', nbs=get_config().path('nbs_path'), quarto=False)

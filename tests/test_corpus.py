@@ -1,5 +1,5 @@
 "Your own data end to end, as a user runs it: `lowcomm corpus` and `lowcomm train --corpus` on text files, folders and JSON lines."
-import json, os, random
+import json, random
 from pathlib import Path
 
 import pytest

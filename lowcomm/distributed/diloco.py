@@ -15,7 +15,8 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from ..core import CheckpointError, ConfigError, Run, assign, atomic_write, flatten, integer, number, one_of, option
 from ..data import BatchSampler, LMData, lm_data, tokenize
-from ..train import TrainConfig, build_model, make_optimizer, train_step, lr_at, evaluate, pick_device, validation_batches
+from ..train import TrainConfig, build_model, make_optimizer, train_step, lr_at, pick_device, validation_batches
+from ..train import evaluate as mean_eval_loss   # DiLoCo.evaluate is patched in below
 from ..outer import OUTER_OPTIMIZERS, COMPRESSIONS, WIRE_DTYPES, OuterOptimizer, prune_per_neuron, merge, encode, decode
 from ..comm import Communicator, SimComm, Ledger
 from .shards import make_shards
@@ -30,7 +31,7 @@ def worker_seed(seed: int, worker: int) -> int:
 
 class PlainDiLoCo:
     "DiLoCo written plainly, for one process of a torch.distributed group that runs one worker."
-    def __init__(self, cfg: DiLoCoConfig, tokens: torch.Tensor, vocab_size: int, weight: float | None = None):
+    def __init__(self, cfg: 'DiLoCoConfig', tokens: torch.Tensor, vocab_size: int, weight: float | None = None):
         self.cfg, self.rank, self.world = cfg, dist.get_rank(), dist.get_world_size()
         self.weight = 1 / self.world if weight is None else weight    # w_i: this worker's share of the mean
         self.model = build_model(cfg, vocab_size)                      # seeded: the same init in every process
@@ -285,7 +286,7 @@ def _diagnostics(self: DiLoCo, active: set, x: Exchanged) -> dict:
 def evaluate(self: DiLoCo) -> float:
     "Eval loss of the global parameters."
     assign(self.model.parameters(), self.theta)
-    self.eval_loss = evaluate(self.model, self.val_batches, self.cfg.eval_batches, self.device)
+    self.eval_loss = mean_eval_loss(self.model, self.val_batches, self.cfg.eval_batches, self.device)
     return self.eval_loss
 
 @patch
