@@ -259,19 +259,24 @@ class Run:
     def fit(self, until: int | None = None, progress: bool | None = None) -> float | None:
         "Do units up to position `until` (default: all); returns `eval_loss`."
         self.until, main = min(until or self.total, self.total), self.is_main
-        if self.record and main: self.record.set_status('running', **{self.unit: self.position})
+        writes = self.record is not None and main
+        if writes: self._set_status('running')
         show = self.progress if progress is None else progress
         bar = tqdm(total=self.until, initial=self.position, desc=self.desc, disable=not (show and main), leave=False)
         while self.position < self.until:
             rows = [json.loads(_line({'event': e, 'time': time.time(), **v})) for e, v in self.advance()]
-            if self.record and self.checkpoint_due(): self.checkpoint(rows)    # first the checkpoint...
-            if self.record and main: self.record.append(rows)                  # ...then the rows
+            due = self.record is not None and self.checkpoint_due()
+            if due: self.checkpoint(rows)                          # first the checkpoint...
+            if writes:
+                self.record.append(rows)                           # ...then the rows,
+                if due: self._set_status('running')                # and where a follower sees the run stand
             bar.update()
             if self.eval_loss is not None: bar.set_postfix(eval=f'{self.eval_loss:.3f}')
         bar.close()
-        if self.record and main:
-            self.record.set_status('finished' if self.position >= self.total else 'paused', **{self.unit: self.position})
+        if writes: self._set_status('finished' if self.position >= self.total else 'paused')
         return self.eval_loss
+
+    def _set_status(self, state: str): self.record.set_status(state, **{self.unit: self.position})
 
     def summary(self) -> str:
         "One line on where the run stands."
