@@ -246,9 +246,10 @@ def push(self: DistComm, tensor: torch.Tensor, to: int, sender: int | None = Non
     if to not in self.workers: raise ConfigError(f"to = {to} is not allowed: expected one of the workers {self.workers}")
     if self._owner(to) == dist.get_rank(): return self._post(tensor, sender, to)
     if tensor.dim() > _MAX_DIMS: raise ConfigError(f"a tensor of {tensor.dim()} dimensions can't be pushed: expected at most {_MAX_DIMS}")
+    if tensor.dtype not in _DTYPES: raise ConfigError(f"a {tensor.dtype} tensor can't be pushed: expected one of {', '.join(map(str, _DTYPES))}")
     head = torch.tensor([_DTYPES.index(tensor.dtype), tensor.dim(), *tensor.shape] + [0] * (_MAX_DIMS - tensor.dim()), device=self.device)
     body, dst, tag = tensor.detach().contiguous().to(self.device), self._owner(to), self._tag(sender, to)
-    self._sending = [(w, t) for w, t in self._sending if not w.is_completed()]
+    self._sending[:] = [(w, t) for w, t in self._sending if not w.is_completed()]   # in place: groups share it
     self._sending += [(dist.isend(t, dst, tag=tag), t) for t in (head, body)]   # keep the tensors alive until sent
 
 @patch

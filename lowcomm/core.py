@@ -258,7 +258,7 @@ class Run:
 
     def fit(self, until: int | None = None, progress: bool | None = None) -> float | None:
         "Do units up to position `until` (default: all); returns `eval_loss`."
-        self.until, main = min(until or self.total, self.total), self.is_main
+        self.until, main = self.total if until is None else min(until, self.total), self.is_main
         writes = self.record is not None and main
         if writes: self._set_status('running')
         show = self.progress if progress is None else progress
@@ -277,6 +277,9 @@ class Run:
         return self.eval_loss
 
     def _set_status(self, state: str): self.record.set_status(state, **{self.unit: self.position})
+
+    def close(self):
+        "Release what the run holds beyond its record (a process group, say); nothing by default."
 
     def summary(self) -> str:
         "One line on where the run stands."
@@ -331,7 +334,7 @@ def register_published(paper: str, numbers: dict) -> dict:
 def lazy(module: str, name: str) -> Callable:
     "A function that imports `module` when first called, then calls its `name`: registration without the import."
     def call(*args, **kwargs): return getattr(importlib.import_module(module), name)(*args, **kwargs)
-    call.__name__ = call.__qualname__ = name
+    call.__name__, call.__qualname__ = name, f'{module}.{name}'
     return call
 
 def load_families() -> list[str]:

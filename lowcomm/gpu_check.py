@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .core import Config, RunRecord, atomic_write, atomic_write_json, integer, number, one_of
 from .data import stdlib_corpus
 from .models import GPT, GPTConfig, PRESETS, count_params, preset
-from .train import make_optimizer
+from .train import make_optimizer, train_step
 
 # %% auto #0
 __all__ = ['GPU_PLAN', 'SMOKE_PLAN', 'PEAK_BF16', 'C4_TIMESTAMP', 'PAPER_OPTIMIZERS', 'NO_GPU', 'Plan', 'peak_bf16',
@@ -57,7 +57,7 @@ def peak_bf16(device_name: str) -> float | None:
 
 def flops_per_token(c: GPTConfig) -> int:
     "Training FLOPs per token of a GPT of config `c`: 6N + 12·L·d·T (N without the position embeddings)."
-    n = count_params(c) - c.seq_len * c.d_model
+    n = count_params(c, embeddings=False)
     return 6 * n + 12 * c.n_layer * c.d_model * c.seq_len
 
 def mfu(tokens_per_s: float, flops: float, peak: float | None) -> float | None:
@@ -76,13 +76,9 @@ def counted_flops(model, x, y) -> dict:
             'matmul': sum(n for op, n in ops.items() if str(op).split('.')[-1] in ('mm', 'addmm', 'bmm'))}
 
 # %% ../nbs/tools/60_gpu_check.ipynb #6be2c1e6
-def bf16_step(model, opt, x, y, grad_clip: float = 1.0) -> torch.Tensor:
-    "One AdamW step with the forward pass under bf16 autocast (weights and optimizer state stay fp32); the loss."
-    with torch.autocast(x.device.type, dtype=torch.bfloat16): loss = model(x, y)[1]
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    opt.step(); opt.zero_grad(set_to_none=True)
-    return loss.detach()
+def bf16_step(model, opt, x, y) -> torch.Tensor:
+    "The baseline's `train_step` at the paper's learning rate and clipping, its forward pass under bf16 autocast; the loss."
+    return train_step(model, opt, x, y, lr=4e-4, grad_clip=1.0, autocast=torch.bfloat16)
 
 def _sync(device: torch.device):
     if device.type == 'cuda': torch.cuda.synchronize(device)

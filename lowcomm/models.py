@@ -121,6 +121,6 @@ class GPT(nn.Module):
         return n if embeddings else n - self.pos.weight.numel()
 
 # %% ../nbs/base/10_models.ipynb #dd30ee51
-def count_params(c: GPTConfig) -> int:
-    "Parameters of a GPT of config `c`, counted without allocating it."
-    with torch.device('meta'): return GPT(c).n_params()
+def count_params(c: GPTConfig, embeddings: bool = True) -> int:
+    "Parameters of a GPT of config `c` (without the position embeddings unless `embeddings`), counted without allocating it."
+    with torch.device('meta'): return GPT(c).n_params(embeddings)

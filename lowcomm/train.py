@@ -57,10 +57,10 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
               {'params': [p for p in params if p.dim() < 2], 'weight_decay': 0.0}]
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
 
-def train_step(model, opt, x, y, lr: float, grad_clip: float = 0.0) -> torch.Tensor:
-    "One optimizer step on batch (x, y) at learning rate `lr`; returns the (detached) loss."
+def train_step(model, opt, x, y, lr: float, grad_clip: float = 0.0, autocast: torch.dtype | None = None) -> torch.Tensor:
+    "One optimizer step on batch (x, y) at learning rate `lr` (the forward pass under `autocast`, e.g. bf16); the (detached) loss."
     for g in opt.param_groups: g['lr'] = lr
-    _, loss = model(x, y)
+    with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None): _, loss = model(x, y)
     loss.backward()
     if grad_clip: torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()

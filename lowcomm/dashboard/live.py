@@ -359,7 +359,7 @@ def dashboard_for(run_dirs, control: RunControl | None = None, follow: bool = Tr
     "The dashboard of (the first of) `run_dirs`, by its kind's registered panels, following them live unless `follow=False`."
     dirs = _dirs(run_dirs); rec = RunRecord(dirs[0])
     if not rec.config_path.exists():
-        raise FileNotFoundError(f"{dirs[0]} is not a run record (no config.json): start the run first, or check the path")
+        raise ConfigError(f"{dirs[0]} is not a run record (no config.json): start the run first, or check the path")
     panels = dashboard_panels(rec.kind, rec.config) + ([eval_compare_panel(dirs)] if len(dirs) > 1 else [])
     dash = Dashboard(dirs, panels, title=run_label(dirs[0]), control=control)
     return dash.follow(interval) if follow else dash

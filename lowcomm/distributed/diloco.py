@@ -108,7 +108,7 @@ class DiLoCoConfig(TrainConfig):
 class Worker:
     "One DiLoCo replica: model, inner optimizer, and batches from its own shard."
     def __init__(self, id: int, cfg: DiLoCoConfig, tokens: torch.Tensor, vocab_size: int, device):
-        self.id, self.cfg, self.weight = id, cfg, len(tokens)
+        self.id, self.cfg = id, cfg
         self.model = build_model(cfg, vocab_size).to(device)
         self.opt = make_optimizer(self.model, cfg.lr, cfg.weight_decay)
         self.batches = BatchSampler(tokens, cfg.batch_size, self.model.config.seq_len, seed=worker_seed(cfg.seed, id))
@@ -337,6 +337,11 @@ def load_state_dict(self: DiLoCo, state: dict):
 def summary(self: DiLoCo) -> str:
     "One line on where the run stands: engine, eval loss, rounds, bytes sent."
     return f"[{self.comm.engine}] {Run.summary(self)}; sent {self.ledger.total_sent / 1e6:.1f} MB"
+
+@patch
+def close(self: DiLoCo):
+    "Release the communicator (under torchrun: finish sends in flight, destroy the process group)."
+    self.comm.close()
 
 # %% ../../nbs/distributed/10_diloco.ipynb #c2f922d0
 @patch

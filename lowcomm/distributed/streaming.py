@@ -92,9 +92,9 @@ class StreamingDiLoCo(DiLoCo):
     def _merge_fragment(self, round: int):
         "Merge the fragment synchronized in `round` into the workers whose outer gradient was not dropped."
         c, part = self.cfg, self.parts[self.cfg.fragment(round)][0]
-        a = c.alpha if c.overlap else 0.0
+        a, dropped = (c.alpha if c.overlap else 0.0), c.dropped(round)
         for i, w in self.workers.items():
-            if i in c.dropped(round): continue
+            if i in dropped: continue
             p = w.params
             p[part] = torch.lerp(self.theta[part].to(p.device), p[part], a)   # a*worker + (1-a)*global
             w.load(p)
