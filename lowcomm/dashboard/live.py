@@ -231,6 +231,7 @@ class Dashboard:
     def update(self) -> int:
         "Poll every run once and draw the new rows; returns how many there were."
         with self._lock:
+            status = self._status_text()             # read before polling: the rows of a paused or finished run are all written by then
             polled = [f.poll() for f in self.followers]
             if any(f.rewound for f in self.followers): polled = self._replay()
             for i, rows in enumerate(polled):
@@ -238,7 +239,7 @@ class Dashboard:
                 for p in self.panels:
                     if i == 0 or p.all_runs: p.update(rows, i)
                 if i == 0: self._new_rounds([r for r in rows if r.get('event') == 'round'])
-            self._show_status()
+            self.status.value = status
             return sum(map(len, polled))
 
     def _replay(self) -> list[list[dict]]:
@@ -267,7 +268,8 @@ class Dashboard:
             for p in self.panels:
                 if p.select: p.select(row)
 
-    def _show_status(self):
+    def _status_text(self) -> str:
+        "Where the run stands, from its record and (for a run trained here) its control."
         st = self.followers[0].record.status
         where = ', '.join(f'{k} {st[k]}' for k in ('round', 'step') if k in st)
         text = f"{st['state']}" + (f' at {where}' if where else '')
@@ -276,7 +278,9 @@ class Dashboard:
             if self.control.error is not None: text += f' <span style="color:#c00">{self.control.error!r}</span>'
         if self.ticker is not None and self.ticker.error is not None:
             text += f' <span style="color:#c00">dashboard: {self.ticker.error!r}</span>'
-        self.status.value = text
+        return text
+
+    def _show_status(self): self.status.value = self._status_text()
 
     def _toggle_pause(self, _=None):
         c = self.control
