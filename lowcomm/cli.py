@@ -40,10 +40,9 @@ def run_command(kind: RunKind):
 
 def cmd_run(args):
     run = args.kind.make(config_from_args(args.kind.config, args), args.run_dir)
-    try:
-        run.fit()
-        if run.is_main: print(f"{run.summary()}; run record: {args.run_dir}")
-    finally: run.close()
+    run.fit()
+    if run.is_main: print(f"{run.summary()}; run record: {args.run_dir}")
+    run.close()   # after success only: closing waits for the other processes, which a failed one would never meet
 
 @register_command('demo')
 def _demo(sub):

@@ -267,10 +267,12 @@ def pull(self: DistComm, from_: int, receiver: int | None = None) -> torch.Tenso
 
 @patch
 def close(self: DistComm):
-    "Finish the sends in flight; destroy this communicator's process group (the whole one, for the top communicator)."
+    "Finish the sends in flight, wait for the group's other processes, destroy its process group (the whole one, for the top communicator)."
     for work, _ in self._sending: work.wait()
     self._sending.clear()
-    if dist.is_initialized(): dist.destroy_process_group(self._pg)
+    if not dist.is_initialized(): return
+    dist.barrier(group=self._pg)                     # no process tears the group down while another still uses it
+    dist.destroy_process_group(self._pg)
 
 def communicator(n_workers: int, network: Network | None = None) -> Communicator:
     "The engine this process was started for: `DistComm` under torchrun, else `SimComm`."
