@@ -76,6 +76,10 @@ class DiLoCoConfig(TrainConfig):
     drop_prob: float = number(0.0, 0, 1)
     schedule: str = option('', _schedule_ok, "'' or comma-separated positive worker counts, e.g. '4,8'")
     collective: str = one_of('all_gather', 'all_gather', 'all_reduce')
+    engine: str = one_of('auto', 'auto', 'torchft')   # auto: simulated in this process, or torchrun's processes (see `ft` for torchft)
+    replica: int = integer(0, 0)                       # torchft: the worker this process runs
+    lighthouse: str = option('', lambda v: isinstance(v, str), "the torchft Lighthouse's address, e.g. 'http://127.0.0.1:29510' ('': $TORCHFT_LIGHTHOUSE, else that one)")
+    timeout: float = number(60.0, 0, lo_open=True)     # torchft: seconds to wait for the Lighthouse, a quorum, a collective or a peer's state
 
     def __post_init__(self):
         super().__post_init__()
@@ -85,6 +89,8 @@ class DiLoCoConfig(TrainConfig):
         if self.schedule and max(self.worker_counts) > self.workers:
             raise ConfigError(f"DiLoCoConfig.schedule = {self.schedule!r} is not allowed with workers = {self.workers}: "
                               "no segment may use more workers than `workers`")
+        if self.replica >= self.workers:
+            raise ConfigError(f"DiLoCoConfig.replica = {self.replica} is not allowed with workers = {self.workers}: expected 0 .. {self.workers - 1}")
         if self.collective == 'all_reduce' and (self.prune or self.compress not in WIRE_DTYPES):
             raise ConfigError(f"DiLoCoConfig.collective = 'all_reduce' is not allowed with prune = {self.prune}, compress = {self.compress!r}: "
                               "an all-reduce sums fp32/fp16/bf16 tensors, so pruning and int8 need collective = 'all_gather'")
@@ -145,6 +151,7 @@ class Exchanged:
     raw: int             # bytes of one outer gradient in fp32
     sent: int            # bytes one sender put on the wire
     sim_time: float      # simulated communication time
+    update: torch.Tensor | None = None   # the merged outer gradient the synchronized slice steps with (None: no sender)
 
 @functools.lru_cache
 def sample_index(n: int, m: int = 4096) -> torch.Tensor:
@@ -171,6 +178,7 @@ class DiLoCo(Run):
         self.outer = self._outer_optimizer()
         self.val_batches = validation_batches(self.data, cfg, self.model.config.seq_len)
         self.ledger, self.round = Ledger(), 0
+        self.membership: dict | None = None   # {round: workers that trained}: replays a run's logged membership
         for w in self.workers.values(): w.load(self.theta)
         self.open_record(run_dir, cfg)
         if self.record and self.is_main:
@@ -194,20 +202,28 @@ class DiLoCo(Run):
     def _synced_outer(self) -> OuterOptimizer: return self.outer             # its outer optimizer
     def _inner_steps(self) -> tuple[int, int]: return self.round * self.cfg.H, self.cfg.H   # (first, count) of this round
     def _synced_size(self) -> int: return self.theta[self._synced_slice()].numel()
+    def _members(self, round: int) -> set:                                   # the workers taking part in `round`
+        return set(self.comm.workers if self.membership is None else self.membership.get(round, ()))
 
 # %% ../../nbs/distributed/10_diloco.ipynb #fc4d95a3
 @patch
 def run_round(self: DiLoCo) -> dict:
     "One outer round: active workers train, outer gradients are exchanged and merged, workers restart from the result; its diagnostics."
     c, r = self.cfg, self.round
-    active, dropped = set(c.active(r)), c.dropped(r)
-    senders = active - dropped
+    active, dropped = set(c.active(r)) & self._members(r), c.dropped(r)
     losses = {i: w.train(*self._inner_steps()) for i, w in self.workers.items() if i in active}
-    exchanged = self._exchange(senders, losses)
+    exchanged = self._sync(active - dropped, losses)
     for i, w in self.workers.items():
         if i not in dropped: w.load(self.theta)
     self.round += 1
     return self._diagnostics(active, exchanged)
+
+@patch
+def _sync(self: DiLoCo, senders: set, losses: dict) -> Exchanged:
+    "Exchange this round's outer gradients and step the synchronized slice's outer optimizer with their merge."
+    x = self._exchange(senders, losses)
+    if x.update is not None: self._synced_outer().step(x.update)
+    return x
 
 # %% ../../nbs/distributed/10_diloco.ipynb #b11f4e4f
 @patch
@@ -239,12 +255,12 @@ def _telemetry(self: DiLoCo, losses: dict, extra: dict | None = None) -> list[to
     extra = extra or {}
     local = [torch.cat([self._inner_losses(losses.get(i)).to(self.device), *([extra[i]] if i in extra else [])])
             for i in self.comm.local_workers]
-    return [t.cpu() for t in self.comm.all_gather(local)]
+    return [t if t is None else t.cpu() for t in self.comm.all_gather(local)]   # None: a worker outside the quorum
 
 # %% ../../nbs/distributed/10_diloco.ipynb #c47f3ec2
 @patch
 def _exchange(self: DiLoCo, senders: set, losses: dict) -> Exchanged:
-    "Exchange this round's outer gradients and step the synchronized slice's outer optimizer with their merge."
+    "Exchange this round's outer gradients: what they tell the diagnostics, and their merge (`update`)."
     return self._all_reduce(senders, losses) if self.cfg.collective == 'all_reduce' else self._all_gather(senders, losses)
 
 @patch
@@ -252,11 +268,11 @@ def _all_gather(self: DiLoCo, senders: set, losses: dict) -> Exchanged:
     "Every worker's payload to every process, which decodes and merges them all the same way."
     gathered = self.comm.all_gather([self._payload(i, i in senders) for i in self.comm.local_workers])
     deltas = {i: self._decode(gathered[i]) for i in sorted(senders)}
-    if senders: self._synced_outer().step(merge(list(deltas.values()), [self.weights[i] for i in deltas], self.cfg.prune > 0))
-    sent = len(gathered[0])
+    update = merge(list(deltas.values()), [self.weights[i] for i in deltas], self.cfg.prune > 0) if senders else None
+    sent = len(gathered[self.comm.local_workers[0]])
     return Exchanged(inner=self._telemetry(losses), norms={i: float(d.norm()) for i, d in deltas.items()}, vectors=deltas,
                      raw=4 * self._synced_size(), sent=sent,
-                     sim_time=self.comm.network.all_gather_time(sent, len(senders)) if senders else 0.0)
+                     sim_time=self.comm.network.all_gather_time(sent, len(senders)) if senders else 0.0, update=update)
 
 # %% ../../nbs/distributed/10_diloco.ipynb #aaf8ce44
 def _subsample(xs: list, n: int = 50) -> list:
@@ -356,8 +372,8 @@ def _all_reduce(self: DiLoCo, senders: set, losses: dict) -> Exchanged:
         summaries[i] = torch.cat([delta.norm().view(1), delta[idx.to(delta.device)]])
     merged = self.comm.all_reduce(scaled).float().to(self.theta.device) / max(len(senders), 1)
     reports = self._telemetry(losses, summaries)
-    if senders: self._synced_outer().step(merged)
     sent = n * wire.itemsize
-    return Exchanged(inner=[r[:H] for r in reports], norms={i: float(reports[i][H]) for i in sorted(senders)},
+    return Exchanged(inner=[r if r is None else r[:H] for r in reports], norms={i: float(reports[i][H]) for i in sorted(senders)},
                      vectors={i: reports[i][H + 1:] for i in sorted(senders)}, raw=4 * n, sent=sent,
-                     sim_time=self.comm.network.all_reduce_time(sent, len(senders)) if senders else 0.0)
+                     sim_time=self.comm.network.all_reduce_time(sent, len(senders)) if senders else 0.0,
+                     update=merged if senders else None)

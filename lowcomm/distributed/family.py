@@ -6,15 +6,20 @@
 __all__ = []
 
 # %% ../../nbs/distributed/00_overview.ipynb #433c6ac6
-from ..core import RunKind, lazy, register_kind, register_panels, register_published
+from ..core import RunKind, lazy, register_command, register_kind, register_panels, register_published
 from ..comm import communicator
 from .diloco import DiLoCo, DiLoCoConfig
 from .streaming import StreamingConfig, StreamingDiLoCo
 
 # %% ../../nbs/distributed/00_overview.ipynb #b44206ec
 def _make(run_cls):
-    "Build a run of `run_cls` on the engine this process was started for (simulated, or torchrun's)."
-    return lambda cfg, run_dir: run_cls(cfg, communicator(cfg.workers), run_dir)
+    "Build a run of `run_cls` on the engine this process was started for (simulated, or torchrun's), or on torchft."
+    def make(cfg, run_dir):
+        if cfg.engine == 'torchft':
+            from .ft import fault_tolerant
+            return fault_tolerant(cfg, run_dir)
+        return run_cls(cfg, communicator(cfg.workers), run_dir)
+    return make
 
 register_kind(RunKind('diloco', DiLoCoConfig, _make(DiLoCo), help='DiLoCo: simulated workers in this process, or real ones under torchrun',
                       label=lambda c: f"diloco k={c['workers']} H={c['H']} {c['compress']}"))
@@ -22,6 +27,15 @@ register_kind(RunKind('streaming', StreamingConfig, _make(StreamingDiLoCo),
                       help='Streaming DiLoCo: simulated workers in this process, or real ones under torchrun',
                       label=lambda c: f"streaming k={c['workers']} H={c['H']} F={c['fragments']}"))
 register_panels('diloco', 'streaming')(lazy('lowcomm.distributed.panels', 'diloco_panels'))
+
+@register_command('lighthouse')
+def _lighthouse(sub):
+    g = sub.add_parser('lighthouse', help="torchft's Lighthouse: the quorum of a fault-tolerant job (diloco --engine torchft)")
+    g.add_argument('--bind', default='127.0.0.1:29510', help="host:port to listen on (0.0.0.0:29510 to reach it from other machines)")
+    g.add_argument('--min_replicas', type=int, default=1, help='replicas a quorum needs')
+    g.add_argument('--heartbeat_timeout_ms', type=int, default=1000, help='a replica silent this long is taken for dead')
+    g.add_argument('--join_timeout_ms', type=int, default=60_000, help='how long a quorum waits for a live replica that has not asked yet')
+    g.set_defaults(fn=lazy('lowcomm.distributed.ft', 'cmd_lighthouse'))
 
 # %% ../../nbs/distributed/00_overview.ipynb #801d44bb
 register_published('baseline', {

@@ -35,6 +35,8 @@ class StreamingConfig(DiLoCoConfig):
         if F > layers:
             raise ConfigError(f"StreamingConfig.fragments = {F} is not allowed with model = {self.model!r}: "
                               f"expected at most its {layers} transformer blocks (one block or more per fragment)")
+        if self.engine == 'torchft':
+            raise ConfigError("StreamingConfig.engine = 'torchft' is not allowed: expected 'auto' (fault-tolerant Streaming DiLoCo is not built yet)")
         if self.overlap >= self.span:
             raise ConfigError(f"StreamingConfig.overlap = {self.overlap} is not allowed with H = {self.H}, fragments = {F}: "
                               f"expected an integer in [0, {self.span - 1}] (an update lands before the next fragment is sent)")
@@ -109,6 +111,6 @@ class StreamingDiLoCo(DiLoCo):
         if r: self._merge_fragment(r - 1)
         after_merge = train(start + tau, n - tau)
         losses = {i: torch.cat([before_merge[i], after_merge[i]]) if i in before_merge else after_merge[i] for i in after_merge}
-        exchanged = self._exchange(active - dropped, losses)
+        exchanged = self._sync(active - dropped, losses)
         self.round += 1
         return {**self._diagnostics(active, exchanged), 'fragment': c.fragment(r)}
