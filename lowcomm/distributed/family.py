@@ -6,6 +6,8 @@
 __all__ = []
 
 # %% ../../nbs/distributed/00_overview.ipynb #433c6ac6
+from pathlib import Path
+
 from ..core import RunKind, lazy, register_command, register_kind, register_panels, register_published
 from ..comm import communicator
 from .diloco import DiLoCo, DiLoCoConfig
@@ -36,6 +38,22 @@ def _lighthouse(sub):
     g.add_argument('--heartbeat_timeout_ms', type=int, default=1000, help='a replica silent this long is taken for dead')
     g.add_argument('--join_timeout_ms', type=int, default=60_000, help='how long a quorum waits for a live replica that has not asked yet')
     g.set_defaults(fn=lazy('lowcomm.distributed.ft', 'cmd_lighthouse'))
+
+@register_command('chaos')
+def _chaos(sub):
+    from lowcomm.cli import add_config_flags
+    g = sub.add_parser('chaos', help='kill and restart replicas of a fault-tolerant job on loopback; what the failures cost')
+    d = g.add_subparsers(dest='kind', required=True).add_parser('diloco', help='a torchft DiLoCo job (default: 2 tiny replicas, 8 rounds)')
+    d.add_argument('--rounds', type=int, default=None, help='outer rounds (sets steps = rounds x H; default 8)')
+    d.add_argument('--kill', action='append', help="replica@rounds[+seconds], e.g. 1@2.5+2 (default): repeatable")
+    d.add_argument('--random', type=int, default=None, help='kill this many random replicas at random points instead')
+    d.add_argument('--kill_seed', type=int, default=0, help='the seed of --random')
+    d.add_argument('--restart_after', type=float, default=2.0, help='seconds before a --random kill is restarted')
+    d.add_argument('--heartbeat_ms', type=int, default=1000, help="the Lighthouse's heartbeat timeout")
+    d.add_argument('--out', type=Path, default=None, help='where the two jobs and chaos.json go (default: a temporary folder)')
+    d.add_argument('--json', action='store_true', help='print the figures as JSON')
+    add_config_flags(d, DiLoCoConfig)
+    d.set_defaults(fn=lazy('lowcomm.distributed.chaos', 'cmd_chaos'))
 
 # %% ../../nbs/distributed/00_overview.ipynb #801d44bb
 register_published('baseline', {
