@@ -1,0 +1,86 @@
+"Fault-tolerant DiLoCo on torchft across real processes on loopback: kills, healing, replay, and the errors that must not hang."
+import json, socket
+
+import pytest
+import torch
+
+from lowcomm.core import RunRecord
+from lowcomm.distributed.diloco import DiLoCo
+from lowcomm.distributed.chaos import chaos_config
+from lowcomm.distributed.ft import final_state, lighthouse
+from _cli import lowcomm
+
+JOB = dict(workers=3, rounds=10, H=40)          # three replicas; replica 2 is killed mid-round 3 and back 0.5 s later
+
+
+@pytest.fixture(scope='module')
+def chaos_run(tmp_path_factory):
+    "`lowcomm chaos diloco` on three replicas: its JSON figures and its folder."
+    out = tmp_path_factory.mktemp('chaos')/'job'
+    flags = [a for k, v in JOB.items() for a in (f'--{k}', v)]
+    r = lowcomm('chaos', 'diloco', *flags, '--kill', '2@2.5+0.5', '--json', '--out', out, cwd=out.parent, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout), out
+
+
+def rounds(run_dir, replica):
+    return RunRecord(run_dir/f'replica-{replica}').metrics('round')
+
+
+def test_survivors_continue_and_the_returned_replica_heals(chaos_run):
+    result, out = chaos_run
+    assert (result['kills'], result['restarts'], result['rounds_lost']) == (1, 1, 0), result
+    assert result['survivors_continued'] and result['healed'] and result['replay_bitwise'], result
+    assert result['stall_s']['max'] > 0 and 0 < result['goodput'] and result['final_ppl_ratio'] > 0
+
+
+def test_every_round_logged_once_per_replica_that_took_part(chaos_run):
+    _, out = chaos_run
+    faulty, n = out/'faulty', chaos_config(JOB).rounds
+    for survivor in (0, 1):
+        assert [r['round'] for r in rounds(faulty, survivor)] == list(range(1, n + 1))
+    back = rounds(faulty, 2)
+    done = [r['round'] for r in back]
+    assert done[:2] == [1, 2] and len(done) == len(set(done)) and done == sorted(done), done
+    gap = done[2]                                      # the first round after its restart: the one it healed in
+    assert gap > 3 and done[2:] == list(range(gap, n + 1)), done
+    healed = back[2]
+    assert healed['healed_from'] == 2 and 2 not in healed['active'] and healed['quorum'] == [0, 1, 2], healed
+    missing = [r for r in rounds(faulty, 0) if 3 <= r['round'] < gap]
+    assert missing and all(r['quorum'] == [0, 1] for r in missing)
+    by_round = {r['round']: r['fingerprint'] for r in rounds(faulty, 0)}
+    assert all(r['fingerprint'] == by_round[r['round']] for r in back)   # bitwise its peers' state, every round
+
+
+def test_a_job_without_failures_is_the_simulators_run(chaos_run):
+    _, out = chaos_run
+    sim = DiLoCo(chaos_config(JOB), progress=False)
+    sim.fit()
+    for i in range(JOB['workers']):
+        assert torch.equal(final_state(out/'clean', i)['theta'], sim.theta), i
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+def replica(tmp_path, *flags):
+    "One torchft replica of a small job, to completion or failure (a hang fails the test through the timeout)."
+    return lowcomm('diloco', '--run_dir', tmp_path/'job', '--engine', 'torchft', '--model', 'tiny', '--max_docs', 40,
+                   '--steps', 20, '--H', 10, '--workers', 2, *flags, cwd=tmp_path, timeout=120)
+
+
+def test_missing_lighthouse_is_a_one_line_error(tmp_path):
+    address = f'http://127.0.0.1:{free_port()}'
+    r = replica(tmp_path, '--lighthouse', address, '--timeout', 2)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    assert f"lowcomm diloco: lighthouse = '{address}' is not reachable within 2 s" in r.stderr
+
+
+def test_a_quorum_that_never_forms_is_a_one_line_error(tmp_path):
+    server = lighthouse('127.0.0.1:0', min_replicas=2)          # the other replica never comes
+    try: r = replica(tmp_path, '--lighthouse', server.address(), '--timeout', 3)
+    finally: server.shutdown()
+    assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    assert 'lowcomm diloco: no quorum formed within 3 s' in r.stderr
