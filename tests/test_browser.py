@@ -4,6 +4,7 @@
    (plotly graphs), updates while the run goes, and its Pause / Stop buttons pause and stop the run.
 2. `launch_dashboard` (what `lowcomm dashboard RUN_DIR` calls) opens the dashboard of a run that another
    process is writing: it follows it.
+3. The dashboard of a torchft job's folder (one record per replica) draws its quorum panel, failures and heals included.
 Screenshots go to tests/artifacts/ (or $LOWCOMM_ARTIFACTS), and the time from running the cell to every panel
 drawn to dashboard-render.json there (measured and printed, not asserted: these machines are noisy)."""
 import json, os, re, subprocess, sys, time
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lowcomm.dashboard.launch import launch_dashboard
+from lowcomm.dashboard.launch import dashboard_notebook, launch_dashboard
+from lowcomm.dashboard.measure import synthetic_ft_job
 
 PANEL = '.jp-NotebookPanel:not(.lm-mod-hidden)'   # the notebook on show (the workspace may hold others)
 LONG = 180_000      # ms: generous, the machine may be busy; nothing here asserts on speed
@@ -167,3 +169,27 @@ def test_launched_dashboard_follows_another_process(lab, browser, artifacts):
     finally:
         proc.kill(); proc.wait()
         if page is not None: page.close()
+
+
+TRACE_POINTS = f"""name => {{
+  for (const gd of document.querySelectorAll('{PANEL} .js-plotly-plot')) {{
+    const t = (gd._fullData || []).find(t => t.name === name);
+    if (t) return t._length ?? (t.x ? t.x.length : 0);
+  }}
+  return -1;
+}}"""
+
+
+def test_torchft_job_dashboard(lab, browser, artifacts):
+    "A job's folder: replica 1 away in rounds 3-7 and healed in round 8 (synthetic records shaped like a real job's)."
+    launched, root = lab
+    synthetic_ft_job(root/'ft_job', rounds=8, workers=2, H=10, away={1: range(3, 8)})
+    dashboard_notebook(root/'ft_job', root/'ft.ipynb')
+    page = open_and_run(browser, launched.url.replace('/lab/tree/follow.ipynb', '/lab/workspaces/ft/tree/ft.ipynb'), n_panels=6)
+    try:
+        render_time(page, artifacts, 'torchft job')
+        page.wait_for_function(f"() => ({TRACE_POINTS})('replica healed') === 1")
+        assert page.evaluate(TRACE_POINTS, 'worker missing') == 5 and page.evaluate(TRACE_POINTS, 'quorum size') == 8
+        page.screenshot(path=str(artifacts/'dashboard-torchft-job.png'), full_page=True)
+    finally:
+        page.close()

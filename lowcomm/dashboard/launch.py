@@ -8,10 +8,10 @@ import json, os, secrets, socket, subprocess, sys, tempfile, time, urllib.reques
 from dataclasses import dataclass
 from pathlib import Path
 
-from .live import _dirs
+from .live import _dirs, run_records
 
 # %% auto #0
-__all__ = ['dashboard_notebook', 'Launched', 'free_port', 'launch_dashboard']
+__all__ = ['dashboard_notebook', 'Launched', 'free_port', 'check_followable', 'launch_dashboard']
 
 # %% ../../nbs/dashboard/20_launch.ipynb #89461f7f
 def dashboard_notebook(run_dirs, path, interval: float = 1.0) -> Path:
@@ -43,10 +43,17 @@ class Launched:
 def free_port() -> int:
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
+def check_followable(run_dir):
+    "A one-line error unless `run_dir` is a run record, a torchft job's folder, or a run not started yet (absent, or only a lock or replica folders)."
+    d = Path(run_dir)
+    starting = d.is_dir() and all(p.name == 'lock' or p.name.startswith('replica-') for p in d.iterdir())
+    if d.exists() and not starting: run_records(d)
+
 def launch_dashboard(run_dir, port: int | None = None, launch: bool = True, wait: bool = True, notebook=None,
                      timeout: float = 120) -> Launched:
     "Write the dashboard notebook of `run_dir` (one or a list) and start JupyterLab on 127.0.0.1 on it, printing its URL."
     dirs = _dirs(run_dir)
+    for d in dirs: check_followable(d)
     nb = dashboard_notebook(dirs, notebook or dirs[0]/'dashboard.ipynb')
     if not launch:
         print(f"dashboard notebook: {nb}\nopen it with:  jupyter lab {nb}")

@@ -20,7 +20,7 @@ from ..core import PANELS, RUN_KINDS, ConfigError, Run, RunRecord, load_families
 
 # %% auto #0
 __all__ = ['Follower', 'Ticker', 'PlotlyBundle', 'plotly_bundle', 'Figure', 'Panel', 'Series', 'Plot', 'RunControl',
-           'start_in_background', 'Dashboard', 'run_label', 'eval_compare_panel', 'train_loss_panel',
+           'start_in_background', 'Dashboard', 'run_records', 'run_label', 'eval_compare_panel', 'train_loss_panel',
            'train_field_panel', 'train_panels', 'dashboard_panels', 'dashboard_for', 'live']
 
 # %% ../../nbs/dashboard/10_live.ipynb #316f70ec
@@ -107,6 +107,7 @@ class Panel:
     select: Callable[[dict], None] | None = None
     reset: Callable[[], None] | None = None
     all_runs: bool = False          # False: fed the first run's rows only
+    replicas: bool = False          # True: fed the first run's rows with those of its other replicas (a torchft job), as run 0
 
 class Series:
     "Growing x/y buffers behind one plotly trace."
@@ -207,8 +208,10 @@ _DONE = ('finished', 'failed')
 
 class Dashboard:
     "Panels fed by followers of run records (the first is the main run). Display it; `update()` draws what is new; `follow()` keeps drawing."
-    def __init__(self, run_dirs, panels: list[Panel], title: str = '', control: RunControl | None = None):
-        self.followers = [Follower(d) for d in _dirs(run_dirs)]
+    def __init__(self, run_dirs, panels: list[Panel], title: str = '', control: RunControl | None = None, replicas=()):
+        runs = _dirs(run_dirs)
+        self.followers = [Follower(d) for d in [*runs, *map(Path, replicas)]]   # the runs', then the first run's other replicas'
+        self.n_runs = len(runs)
         self.panels, self.control, self.rounds, self.ticker = panels, control, {}, None
         self._lock, self._selecting = threading.RLock(), False
         self.title = W.HTML(f'<b>{title or self.followers[0].record.path.name}</b>')
@@ -235,11 +238,12 @@ class Dashboard:
             status = self._status_text()             # read before polling: the rows of a paused or finished run are all written by then
             polled = [f.poll() for f in self.followers]
             if any(f.rewound for f in self.followers): polled = self._replay()
-            for i, rows in enumerate(polled):
-                if not rows: continue
-                for p in self.panels:
-                    if i == 0 or p.all_runs: p.update(rows, i)
-                if i == 0: self._new_rounds([r for r in rows if r.get('event') == 'round'])
+            runs, job = polled[:self.n_runs], [r for rows in [polled[0], *polled[self.n_runs:]] for r in rows]
+            for p in self.panels:
+                for i, rows in enumerate(runs):
+                    rows = job if i == 0 and p.replicas else rows        # the first run's rows with its other replicas', in one call
+                    if rows and (i == 0 or p.all_runs): p.update(rows, i)
+            self._new_rounds([r for r in runs[0] if r.get('event') == 'round'])
             self.status.value = status
             return sum(map(len, polled))
 
@@ -274,6 +278,8 @@ class Dashboard:
         st = self.followers[0].record.status
         where = ', '.join(f'{k} {st[k]}' for k in ('round', 'step') if k in st)
         text = f"{st['state']}" + (f' at {where}' if where else '')
+        others = [(f.record.path.name, f.record.status['state']) for f in self.followers[self.n_runs:]]
+        text += ''.join(f' · {name}: {state}' for name, state in others if state != st['state'])
         if self.control is not None:
             text = f'{self.control.state} (record: {text})'
             if self.control.error is not None: text += f' <span style="color:#c00">{self.control.error!r}</span>'
@@ -314,11 +320,23 @@ def _dirs(run_dirs) -> list[Path]:
     return [Path(run_dirs)] if isinstance(run_dirs, (str, os.PathLike)) else [Path(d) for d in run_dirs]
 
 # %% ../../nbs/dashboard/10_live.ipynb #6cc56522
+def run_records(path) -> list[Path]:
+    "The run records at `path`: `[path]` for a run record, else a torchft job's replica records `path/replica-<i>`, lowest first."
+    path = Path(path)
+    if (path/'config.json').exists(): return [path]
+    number = lambda p: p.name.removeprefix('replica-')
+    replicas = [p for p in path.glob('replica-*') if number(p).isdigit() and (p/'config.json').exists()]
+    if not replicas:
+        raise ConfigError(f"{path} is neither a run record (no config.json) nor a torchft job's folder (no replica-<i> records): "
+                          "start the run first, or check the path")
+    return sorted(replicas, key=lambda p: int(number(p)))
+
 def run_label(run_dir) -> str:
-    "A short name for a run: its kind's label of its settings (as its family registered it), and its folder."
-    rec = RunRecord(run_dir); load_families()
+    "A short name for a run: its kind's label of its settings (as its family registered it), and its folder (a torchft job's: and the replica shown)."
+    shown = run_records(run_dir)[0]; rec = RunRecord(shown); load_families()
     kind = RUN_KINDS.get(rec.kind)
-    return f"{kind.label(rec.config) if kind and kind.label else rec.kind} ({rec.path.name})"
+    name = shown.name if shown == Path(run_dir) else f'{Path(run_dir).name}/{shown.name}'
+    return f"{kind.label(rec.config) if kind and kind.label else rec.kind} ({name})"
 
 def eval_compare_panel(run_dirs) -> Panel:
     "The eval-loss curves of several runs on one axis."
@@ -361,12 +379,13 @@ def dashboard_panels(kind: str, cfg: dict) -> list[Panel]:
     return PANELS[kind](cfg)
 
 def dashboard_for(run_dirs, control: RunControl | None = None, follow: bool = True, interval: float = 1.0) -> Dashboard:
-    "The dashboard of (the first of) `run_dirs`, by its kind's registered panels, following them live unless `follow=False`."
-    dirs = _dirs(run_dirs); rec = RunRecord(dirs[0])
-    if not rec.config_path.exists():
-        raise ConfigError(f"{dirs[0]} is not a run record (no config.json): start the run first, or check the path")
+    "The dashboard of (the first of) `run_dirs` (run records or torchft jobs' folders), by its kind's registered panels, following them live unless `follow=False`."
+    dirs = _dirs(run_dirs); records = [run_records(d) for d in dirs]
+    shown, replicas = records[0][0], records[0][1:]           # a job: its lowest replica, and the others for the panels taking them
+    rec = RunRecord(shown)
     panels = dashboard_panels(rec.kind, rec.config) + ([eval_compare_panel(dirs)] if len(dirs) > 1 else [])
-    dash = Dashboard(dirs, panels, title=run_label(dirs[0]), control=control)
+    title = run_label(dirs[0]) + (f" · {len(records[0])} replicas" if replicas else '')
+    dash = Dashboard([r[0] for r in records], panels, title=title, control=control, replicas=replicas)
     return dash.follow(interval) if follow else dash
 
 def live(run: Run, compare=(), interval: float = 1.0) -> Dashboard:

@@ -5,6 +5,7 @@
 # %% ../../nbs/dashboard/30_measure.ipynb #a30c0003
 from __future__ import annotations
 import math, time
+from pathlib import Path
 
 import numpy as np
 
@@ -12,18 +13,19 @@ from ..core import Run, RunRecord
 from .live import dashboard_for
 
 # %% auto #0
-__all__ = ['synthetic_diloco_record', 'time_updates', 'follow_overhead']
+__all__ = ['synthetic_diloco_record', 'synthetic_ft_job', 'time_updates', 'follow_overhead']
 
 # %% ../../nbs/dashboard/30_measure.ipynb #77d38079
-def _synthetic_round(rec: RunRecord, t: int, workers: int, H: int, seed: int = 0):
-    "Log made-up `round` and `eval` rows of round `t`, shaped like DiLoCo's."
+def _synthetic_round(rec: RunRecord, t: int, workers: int, H: int, seed: int = 0, active: list[int] | None = None, **more):
+    "Log made-up `round` and `eval` rows of round `t`, shaped like DiLoCo's: `active` workers trained (default all); `more` fields."
     rng, n, base = np.random.default_rng([seed, t]), 1_000_000, 2 + 3 * math.exp(-t / 200)
-    loss = [(base + 0.3 * np.exp(-np.arange(H) / 10) + 0.05 * rng.standard_normal(H)).tolist() for _ in range(workers)]
-    g = rng.standard_normal((workers, 8)) + 2
+    active = list(range(workers)) if active is None else active
+    loss = [(base + 0.3 * np.exp(-np.arange(H) / 10) + 0.05 * rng.standard_normal(H)).tolist() if w in active else None for w in range(workers)]
+    g = rng.standard_normal((len(active), 8)) + 2
     g /= np.linalg.norm(g, axis=1, keepdims=True)
-    rec.log('round', round=t, step=t * H, active=list(range(workers)), sent=list(range(workers)), inner_loss=loss,
-            outer_grad_norm=(0.5 + 0.1 * rng.random(workers)).tolist(), cosine=(g @ g.T).tolist(), bytes_raw=4 * n * workers,
-            bytes_sent=4 * n * workers, sim_comm_time=0.01, eval_loss=base, wall_time=1.0)
+    rec.log('round', round=t, step=t * H, active=active, sent=active, inner_loss=loss,
+            outer_grad_norm=[0.5 + 0.1 * rng.random() if w in active else None for w in range(workers)], cosine=(g @ g.T).tolist(),
+            bytes_raw=4 * n * len(active), bytes_sent=4 * n * len(active), sim_comm_time=0.01, **more, eval_loss=base, wall_time=1.0)
     rec.log('eval', step=t * H, loss=base, ppl=math.exp(base))
 
 def synthetic_diloco_record(path, rounds: int = 1000, workers: int = 4, H: int = 50, logged: int | None = None, seed: int = 0) -> RunRecord:
@@ -32,13 +34,38 @@ def synthetic_diloco_record(path, rounds: int = 1000, workers: int = 4, H: int =
     for t in range(1, (rounds if logged is None else logged) + 1): _synthetic_round(rec, t, workers, H, seed)
     return rec
 
-def time_updates(path, rounds: int = 1000, last: int = 50, workers: int = 4, H: int = 50) -> dict:
-    "Seconds to draw `rounds - last` synthetic rounds at once, then per update as each of the `last` rounds arrives."
-    rec = synthetic_diloco_record(path, rounds, workers, H, logged=rounds - last)
+def synthetic_ft_job(path, rounds: int = 1000, workers: int = 4, H: int = 50, away: dict[int, range] | None = None,
+                     logged: int | None = None, seed: int = 0) -> list[RunRecord]:
+    "A torchft job's folder shaped like `FaultTolerantDiLoCo`'s (one record per replica, made-up values); replica `i` misses the rounds `away[i]`."
+    recs = [RunRecord.create(Path(path)/f'replica-{i}', {'synthetic': True, 'workers': workers, 'H': H, 'steps': rounds * H,
+                                                         'compress': 'none', 'engine': 'torchft', 'replica': i}, kind='diloco')
+            for i in range(workers)]
+    for t in range(1, (rounds if logged is None else logged) + 1): _synthetic_ft_round(recs, t, H, away or {}, seed)
+    return recs
+
+def _synthetic_ft_round(recs: list[RunRecord], t: int, H: int, away: dict[int, range], seed: int = 0):
+    "Log round `t` in the replicas not away; one back from `away[i]` restarts, is in the quorum without training, and heals."
+    k, first_missed = len(recs), {r.start for r in away.values()}
+    quorum = [i for i in range(k) if t not in away.get(i, ())]
+    back = {i: away[i].start - 1 for i in quorum if i in away and t == away[i].stop}    # replica: the round it was at
+    for i, was in back.items(): recs[i].log('start', step=was * H, round=was, engine='torchft', processes=1)
+    for i in quorum:
+        _synthetic_round(recs[i], t, k, H, seed, [w for w in quorum if w not in back], replica=i, quorum=quorum, attempts=1,
+                         healed_from=back.get(i), quorum_s=0.6 if i in back else 0.9 if t in first_missed else 0.01,
+                         fingerprint=f'{t:012x}')
+
+def time_updates(path, rounds: int = 1000, last: int = 50, workers: int = 4, H: int = 50, away: dict[int, range] | None = None) -> dict:
+    "Seconds to draw `rounds - last` synthetic rounds at once, then per update as each of the `last` rounds arrives (with `away`: a torchft job's)."
+    if away is None:
+        rec = synthetic_diloco_record(path, rounds, workers, H, logged=rounds - last)
+        more = lambda t: _synthetic_round(rec, t, workers, H)
+    else:
+        recs = synthetic_ft_job(path, rounds, workers, H, away, logged=rounds - last)
+        more = lambda t: _synthetic_ft_round(recs, t, H, away)
     t0 = time.perf_counter(); dash = dashboard_for(path, follow=False); first = time.perf_counter() - t0
     times = []
     for t in range(rounds - last + 1, rounds + 1):
-        _synthetic_round(rec, t, workers, H)
+        more(t)
         t0 = time.perf_counter(); dash.update(); times.append(time.perf_counter() - t0)
     t0 = time.perf_counter(); dash.slider.value = rounds // 2; slide = time.perf_counter() - t0
     return {'first': first, 'updates': np.array(times), 'slider': slide, 'dashboard': dash}
