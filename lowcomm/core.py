@@ -4,7 +4,7 @@
 
 # %% ../nbs/base/00_core.ipynb #39a4e5d8
 from __future__ import annotations
-import dataclasses, importlib.util, json, math, os, pkgutil, random, tempfile, time
+import dataclasses, fcntl, importlib.util, json, logging, math, os, pkgutil, random, shlex, socket, sys, tempfile, time, weakref
 from dataclasses import field, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['RUN_KINDS', 'PANELS', 'COMMANDS', 'PUBLISHED', 'ConfigError', 'option', 'integer', 'number', 'one_of', 'Config',
            'seed_everything', 'flatten', 'unflatten', 'assign', 'CheckpointError', 'atomic_write', 'atomic_write_json',
-           'RunRecord', 'Run', 'RunKind', 'register_kind', 'register_panels', 'register_command', 'register_published',
-           'lazy', 'load_families']
+           'remove_temps', 'RunRecord', 'RunInUse', 'RunLock', 'Run', 'RunKind', 'register_kind', 'register_panels',
+           'register_command', 'register_published', 'lazy', 'load_families']
 
 # %% ../nbs/base/00_core.ipynb #826c29d8
 class ConfigError(ValueError):
@@ -119,6 +119,13 @@ def atomic_write(path, write: Callable[[Any], None]):
 def atomic_write_json(path, obj):
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, default=str).encode()))
 
+def remove_temps(folder) -> tuple[int, int]:
+    "Delete the temp files that interrupted `atomic_write`s left anywhere under `folder`; how many, and their bytes."
+    temps = [p for p in Path(folder).rglob('.*.tmp') if p.is_file()]
+    size = sum(p.stat().st_size for p in temps)
+    for p in temps: p.unlink(missing_ok=True)
+    return len(temps), size
+
 # %% ../nbs/base/00_core.ipynb #7c415a49
 def _line(row: dict) -> str: return json.dumps(row, default=float) + '\n'
 
@@ -208,6 +215,52 @@ class RunRecord:
             raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {why}). "
                                   "Delete it to resume from the one before, or start a new run directory.") from e
 
+# %% ../nbs/base/00_core.ipynb #a7c1e0d1
+_log = logging.getLogger('lowcomm.core')
+_HELD = weakref.WeakValueDictionary()   # run directory -> the lock this process holds on it
+
+class RunInUse(ConfigError):
+    "A run directory that another job writes, or that this run no longer holds."
+
+class RunLock:
+    "The exclusive lock of run directory `run_dir`, held by the one process that writes it (the kernel releases it when that process ends)."
+    def __init__(self, run_dir):
+        self.dir = Path(run_dir).resolve()
+        prev = _HELD.get(self.dir)
+        if prev is not None and prev.held: fd = prev._close.detach()[2][0]   # another run of this process had it: take it over
+        else: fd = self._acquire()
+        self._close = weakref.finalize(self, os.close, fd)
+        _HELD[self.dir] = self
+
+    @property
+    def path(self) -> Path: return self.dir/'lock'
+    @property
+    def held(self) -> bool: return self._close.alive
+
+    def release(self):
+        "Let another process (or run) write the directory."
+        self._close()
+
+    def _acquire(self) -> int:
+        "Lock the directory (or raise `RunInUse` naming the holder), say who holds it, delete what interrupted writes left."
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd); raise RunInUse(self._in_use()) from None
+        me = {'pid': os.getpid(), 'host': socket.gethostname(), 'started': time.time(), 'command': shlex.join(sys.orig_argv)}
+        os.ftruncate(fd, 0); os.write(fd, json.dumps(me).encode())
+        n, size = remove_temps(self.dir)
+        if n: _log.info(f"removed {n} temp file{'s' * (n > 1)} ({size / 1e6:.1f} MB) left in {self.dir} by interrupted writes")
+        return fd
+
+    def _in_use(self) -> str:
+        try: h = json.loads(self.path.read_text())
+        except (OSError, ValueError): h = {}   # the holder is writing it
+        who = (f"pid {h['pid']} on {h['host']} since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(h['started']))} ({h['command']})"
+               if {'pid', 'host', 'started', 'command'} <= h.keys() else 'another process')
+        return f"run directory {self.dir} is in use by {who}: wait for that job to end or stop it, or choose another run directory"
+
 # %% ../nbs/base/00_core.ipynb #017a1b18
 class Run:
     "A run of any kind: `fit()` does its units one by one, with status, progress bar, metrics rows, checkpoints and resume."
@@ -215,6 +268,7 @@ class Run:
     unit: str = 'step'             # what `position` counts
     progress: bool = True          # show a progress bar
     record: RunRecord | None = None
+    lock: RunLock | None = None    # held by the main process while the run is open
     eval_loss: float | None = None # the latest evaluation (restored on resume from the last `eval` row)
 
     # -- what a subclass implements ----------------------------------------------------------------
@@ -238,9 +292,16 @@ class Run:
     def desc(self) -> str: return self.kind                  # the progress bar's label
 
     def open_record(self, run_dir, config):
-        "Create (or reopen) the run record at `run_dir` (none when `run_dir` is None), and resume from it."
-        self.record = RunRecord.create(run_dir, config, kind=self.kind) if run_dir else None
-        if self.record: self.resume()
+        "Lock (on the main process), create or reopen the run record at `run_dir` (none when `run_dir` is None), and resume from it."
+        self.record = None
+        if run_dir is None: return
+        if self.is_main: self.lock = RunLock(run_dir)
+        try:
+            self.record = RunRecord.create(run_dir, config, kind=self.kind)
+            self.resume()
+        except BaseException:
+            if self.lock: self.lock.release()
+            raise
 
     def resume(self):
         "Continue from the newest checkpoint, if any: its state, and the metrics as they stood when it was written."
@@ -260,12 +321,13 @@ class Run:
         "Do units up to position `until` (default: all); returns `eval_loss`."
         self.until, main = self.total if until is None else min(until, self.total), self.is_main
         writes = self.record is not None and main
-        if writes: self._set_status('running')
+        if writes: self._check_lock(); self._set_status('running')
         show = self.progress if progress is None else progress
         bar = tqdm(total=self.until, initial=self.position, desc=self.desc, disable=not (show and main), leave=False)
         while self.position < self.until:
             rows = [json.loads(_line({'event': e, 'time': time.time(), **v})) for e, v in self.advance()]
             due = self.record is not None and self.checkpoint_due()
+            self._check_lock()
             if due: self.checkpoint(rows)                          # first the checkpoint...
             if writes:
                 self.record.append(rows)                           # ...then the rows,
@@ -278,8 +340,14 @@ class Run:
 
     def _set_status(self, state: str): self.record.set_status(state, **{self.unit: self.position})
 
+    def _check_lock(self):
+        if self.lock is not None and not self.lock.held:
+            raise RunInUse(f"this run no longer holds {self.lock.dir} (it was closed, or another run of this process opened that "
+                           "directory): continue with the run that holds it, or open the directory again")
+
     def close(self):
-        "Release what the run holds beyond its record (a process group, say); nothing by default."
+        "Release the run directory's lock; a subclass that holds more (a process group, say) releases that too, and calls this."
+        if self.lock: self.lock.release()
 
     def summary(self) -> str:
         "One line on where the run stands."

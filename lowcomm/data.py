@@ -6,19 +6,21 @@
 from __future__ import annotations
 import contextlib, hashlib, itertools, json, logging, os, random, re, sysconfig
 from collections import Counter, defaultdict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 
-from .core import Config, ConfigError, atomic_write, integer, number, one_of, option, register_command
+from .core import Config, ConfigError, atomic_write, integer, number, one_of, option
+
+log = logging.getLogger('lowcomm.data')
 
 # %% auto #0
-__all__ = ['DOC_CHARS', 'log', 'DataError', 'Document', 'corpus_stats', 'stdlib_corpus', 'split_corpus', 'ByteTokenizer',
+__all__ = ['log', 'DOC_CHARS', 'DataError', 'Document', 'corpus_stats', 'stdlib_corpus', 'split_corpus', 'ByteTokenizer',
            'BPETokenizer', 'get_tokenizer', 'load_text_files', 'cut_text', 'load_jsonl', 'load_c4', 'tokenize',
            'BatchSampler', 'shard_iid', 'shard_by_domain', 'DataConfig', 'load_corpus', 'LMData', 'split_data',
-           'lm_data', 'corpus_report', 'corpus_summary', 'cmd_corpus']
+           'lm_data']
 
 # %% ../nbs/base/01_data.ipynb #b8efecab
 class DataError(ValueError):
@@ -98,7 +100,8 @@ def split_corpus(docs, val_frac: float = 0.05) -> tuple[list[Document], list[Doc
 # %% ../nbs/base/01_data.ipynb #166cdd01
 class ByteTokenizer:
     "UTF-8 bytes as tokens, plus an end-of-text id 256."
-    name, vocab_size, eot = 'byte', 257, 256
+    name = key = 'byte'
+    vocab_size, eot = 257, 256
     def encode(self, text: str) -> list[int]: return list(text.encode('utf-8'))
     def decode(self, ids) -> str: return bytes(i for i in ids if i != self.eot).decode('utf-8', errors='replace')
 
@@ -118,6 +121,7 @@ class BPETokenizer:
     def __init__(self, tok):
         self.tok = tok
         self.vocab_size, self.eot = tok.get_vocab_size(), tok.token_to_id(self.EOT)
+        self.key = f"bpe-{hashlib.sha256(tok.to_str().encode()).hexdigest()[:16]}"   # names its merges and vocabulary
 
     @classmethod
     def train(cls, docs, vocab_size: int = 4096, cache_dir=None) -> BPETokenizer:
@@ -244,10 +248,24 @@ def load_c4(split: str = 'train', data_files=None, max_docs: int | None = None, 
     return _need(docs, f"C4 documents in {source} ({split})")
 
 # %% ../nbs/base/01_data.ipynb #a8e5baa6
-def tokenize(docs, tokenizer) -> torch.Tensor:
-    "All documents' tokens, each document followed by `tokenizer.eot`, as one LongTensor."
+def _tokens_key(docs, tokenizer) -> str:
+    "A hash of what a token stream is a function of: the tokenizer's `key` and the documents' texts, in order."
+    h = hashlib.sha256(tokenizer.key.encode())
+    for d in docs:
+        text = d.text.encode(); h.update(len(text).to_bytes(8, 'little') + text)
+    return h.hexdigest()[:32]
+
+def tokenize(docs, tokenizer, cache_dir=None) -> torch.Tensor:
+    "All documents' tokens, each document followed by `tokenizer.eot`, as one LongTensor (from the cache when it holds them)."
     docs = _need(docs, 'documents to tokenize')
-    return torch.cat([torch.tensor(tokenizer.encode(d.text) + [tokenizer.eot], dtype=torch.long) for d in docs])
+    path = _cache_dir(cache_dir)/'tokens'/f'{_tokens_key(docs, tokenizer)}.pt'
+    if path.exists():
+        try: return torch.load(path, weights_only=True).long()
+        except Exception as e: log.warning(f"token cache {path} is unreadable ({type(e).__name__}): tokenizing again")
+    tokens = torch.cat([torch.tensor(tokenizer.encode(d.text) + [tokenizer.eot], dtype=torch.long) for d in docs])
+    small = torch.int16 if tokenizer.vocab_size <= 2**15 else torch.int32
+    atomic_write(path, lambda f: torch.save(tokens.to(small), f))
+    return tokens
 
 # %% ../nbs/base/01_data.ipynb #3bb392c5
 class BatchSampler:
@@ -302,8 +320,6 @@ class DataConfig(Config):
     vocab_size: int = integer(4096, 260)    # BPE only
 
 # %% ../nbs/base/01_data.ipynb #5de5bd55
-log = logging.getLogger('lowcomm.data')
-
 def _text_corpus(path: Path) -> list[Document]:
     "A folder of .txt files (a document each) or one text file; a lone file is cut by `cut_text`."
     if path.is_dir():
@@ -358,41 +374,3 @@ def lm_data(cfg: DataConfig) -> LMData:
     train_docs, val_docs = split_data(cfg)
     tok = get_tokenizer(cfg.tokenizer, train_docs, vocab_size=cfg.vocab_size)
     return LMData(train_docs, val_docs, tok, tokenize(train_docs, tok), tokenize(val_docs, tok))
-
-# %% ../nbs/base/01_data.ipynb #rep00002
-def _side(docs, tokens) -> dict: return {'documents': len(docs), 'characters': sum(len(d.text) for d in docs), 'tokens': len(tokens)}
-
-def corpus_report(cfg: DataConfig) -> dict:
-    "The data of `cfg` as a run sees it: documents, characters, tokens, domains; train and validation sides; held-out names."
-    data = lm_data(cfg)
-    domains = defaultdict(Counter)
-    for d in data.train_docs + data.val_docs: domains[d.domain].update(documents=1, characters=len(d.text))
-    train, val = _side(data.train_docs, data.train_tokens), _side(data.val_docs, data.val_tokens)
-    return {'corpus': cfg.corpus, 'val_corpus': cfg.val_corpus, 'tokenizer': data.tokenizer.name,
-            'vocab_size': data.tokenizer.vocab_size, **{k: train[k] + val[k] for k in train},
-            'domains': {k: dict(v) for k, v in sorted(domains.items(), key=lambda kv: (-kv[1]['characters'], kv[0]))},
-            'train': train, 'validation': {**val, 'names': [d.name for d in data.val_docs]}}
-
-def corpus_summary(r: dict) -> str:
-    "A `corpus_report` as a few readable lines."
-    side = lambda s: f"{_plural(s['documents'], 'document')}, {s['characters']:,} characters, {s['tokens']:,} tokens"
-    doms = [f"{k} ({_plural(v['documents'], 'document')}, {_short(v['characters'])} characters)" for k, v in r['domains'].items()]
-    held = f" from {r['val_corpus']}" if r['val_corpus'] else ''
-    return '\n'.join([f"corpus {r['corpus']}: {side(r)} ({r['tokenizer']} tokenizer, vocabulary {r['vocab_size']:,})",
-                      f"  {_plural(len(doms), 'domain')}: {_listed(doms, 8)}", f"  train: {side(r['train'])}",
-                      f"  validation{held}: {side(r['validation'])}: {_listed(r['validation']['names'], 10)}"])
-
-# %% ../nbs/base/01_data.ipynb #rep00004
-@register_command('corpus')
-def _corpus_command(sub):
-    c = sub.add_parser('corpus', help='describe a corpus as a run uses it: documents, characters, tokens, domains, held-out documents')
-    c.add_argument('corpus', help=DataConfig.__dataclass_fields__['corpus'].metadata['allowed'])
-    for f in fields(DataConfig)[1:]:
-        c.add_argument(f'--{f.name}', type=type(f.default), default=f.default, help=f"{f.metadata['allowed']} (default {f.default!r})")
-    c.add_argument('--json', action='store_true', help='the description as one line of JSON')
-    c.set_defaults(fn=cmd_corpus)
-
-def cmd_corpus(args):
-    "`lowcomm corpus`: print the `corpus_report` of the data flags in `args`, as JSON or a summary."
-    r = corpus_report(DataConfig(**{f.name: getattr(args, f.name) for f in fields(DataConfig)}))
-    print(json.dumps(r) if args.json else corpus_summary(r))
