@@ -5,13 +5,16 @@
 # %% ../nbs/tools/20_bench.ipynb #1e5e0ae1
 from __future__ import annotations
 import argparse, copy, json, os, statistics, subprocess, sys, tempfile, time
+from collections import defaultdict
 
 import torch
 import torch.distributed as dist
 
+from .core import ConfigError
 from .data import lm_data
 from .train import TrainConfig, Trainer, make_optimizer
 from .distributed.diloco import DiLoCoConfig, DiLoCo, PlainDiLoCo
+from .distributed.ft import FaultTolerantDiLoCo, TorchftComm, lighthouse
 from .comm import DistComm, dist_env
 
 # %% auto #0
@@ -65,6 +68,49 @@ def bench_throughput(preset: str = 'small', batch_size: int = 16, steps: int = 1
             'lowcomm_tokens_per_s': rates['lowcomm'], 'plain_tokens_per_s': rates['plain'],
             **_ratios(times['plain'], times['lowcomm'])}   # equal tokens per round: rate ratio = plain time / lowcomm time
 
+# %% ../nbs/tools/20_bench.ipynb #7d0e4a91
+def _clock(spent: dict, label: str, run, obj, name: str):
+    "Wrap the method `obj.name` so that each call adds its seconds to `spent[label][run.round]`."
+    fn, into = getattr(obj, name), spent.setdefault(label, defaultdict(float))
+    def clocked(*args, **kw):
+        r, t0 = run.round, time.perf_counter()
+        try: return fn(*args, **kw)
+        finally: into[r] += time.perf_counter() - t0
+    setattr(obj, name, clocked)
+
+def _parts(spent: dict, rounds: range) -> dict:
+    "Each clocked part's seconds in each of `rounds`; `headers` is the quorum call less its RPC and fingerprint."
+    s = {k: torch.tensor([v[r] for r in rounds], dtype=torch.float64) for k, v in spent.items()}
+    s['headers'] = s.pop('quorum_call') - s['quorum'] - s['fingerprint']
+    return s
+
+def _own_cost(parts: dict, comm) -> dict:
+    "Each part's seconds per round in the process that waited least: the minimum over processes, round by round, averaged."
+    names = sorted(parts)
+    every = torch.stack(comm.all_gather([torch.stack([parts[k] for k in names])]))   # [process, part, round]
+    return dict(zip(names, every.min(0).values.mean(1).tolist()))
+
+def _extra(parts: dict, per_round: dict) -> dict:
+    "The torchft round's parts, what they add to DistComm's round, and the ratio that makes."
+    extra = sum(parts[k] for k in ('quorum', 'fingerprint', 'headers', 'commit', 'exchange')) - parts['dist_exchange']
+    return {'parts_s': parts, 'extra_s': extra, 'ratio_from_parts': 1 + extra / per_round['dist_s_per_round']}
+
+# %% ../nbs/tools/20_bench.ipynb #c81f5b3a
+def _versions(engine: str, cfg: DiLoCoConfig, comm: DistComm, data, lighthouse: str = '') -> tuple[dict, dict]:
+    "This process's two versions by name, the measured one first; and the seconds of the torchft round's parts, by round."
+    lc = DiLoCo(cfg, comm, data=data, progress=False)
+    if engine == 'dist':
+        return {'lowcomm': lc, 'plain': PlainDiLoCo(cfg, lc.workers[comm.rank].batches.tokens, data.tokenizer.vocab_size,
+                                                    weight=lc.weights[comm.rank] / sum(lc.weights))}, {}
+    ft = FaultTolerantDiLoCo(cfg.replace(engine='torchft', replica=comm.rank, lighthouse=lighthouse),
+                             TorchftComm(cfg.workers, comm.rank, lighthouse, cfg.timeout), data=data, progress=False)
+    spent = {}
+    for label, obj, name in [('quorum', ft.comm.manager, 'start_quorum'), ('fingerprint', ft, '_header'),
+                             ('quorum_call', ft.comm, 'quorum'), ('exchange', ft, '_exchange'), ('commit', ft.comm, 'commit')]:
+        _clock(spent, label, ft, obj, name)
+    _clock(spent, 'dist_exchange', lc, lc, '_exchange')
+    return {'torchft': ft, 'dist': lc}, spent
+
 # %% ../nbs/tools/20_bench.ipynb #d2d5b107
 def _bench_diloco_worker(argv=None):
     "One process of `bench_diloco` (run under torchrun)."
@@ -73,37 +119,47 @@ def _bench_diloco_worker(argv=None):
     p.add_argument('--rounds', type=int, default=5); p.add_argument('--warmup_rounds', type=int, default=1)
     p.add_argument('--batch_size', type=int, default=8); p.add_argument('--max_docs', type=int, default=200)
     p.add_argument('--collective', default='all_gather', help="lowcomm's collective: all_gather or all_reduce")
+    p.add_argument('--engine', choices=['dist', 'torchft'], default='dist', help='dist: lowcomm vs plain; torchft: torchft vs DistComm')
+    p.add_argument('--lighthouse', default='', help="the torchft Lighthouse's address (engine torchft)")
     a = p.parse_args(argv)
     if not dist_env(): p.error('not under torchrun: use lowcomm.bench.bench_diloco()')
     comm = DistComm(backend='gloo')
     cfg = DiLoCoConfig(model=a.preset, workers=comm.world_size, H=a.H, steps=a.H * (a.warmup_rounds + a.rounds),
                        batch_size=a.batch_size, max_docs=a.max_docs, device='cpu', collective=a.collective)
-    data = lm_data(cfg)
-    lc = DiLoCo(cfg, comm, data=data, progress=False)
-    plain = PlainDiLoCo(cfg, lc.workers[comm.rank].batches.tokens, data.tokenizer.vocab_size,
-                        weight=lc.weights[comm.rank] / sum(lc.weights))
-    assert torch.equal(lc.theta, plain.theta), 'the two versions start from different parameters'
-    times = _interleave({'lowcomm': lambda r: lc.run_round(), 'plain': lambda r: plain.run_round()},
-                        a.rounds, a.warmup_rounds, sync=comm.barrier)
+    versions, spent = _versions(a.engine, cfg, comm, lm_data(cfg), a.lighthouse)
+    (name, run), (ref_name, ref) = versions.items()
+    assert torch.equal(run.theta, ref.theta), 'the two versions start from different parameters'
+    times = _interleave({k: lambda r, v=v: v.run_round() for k, v in versions.items()}, a.rounds, a.warmup_rounds, sync=comm.barrier)
+    per_round = {f'{k}_s_per_round': sum(v) / a.rounds for k, v in times.items()}
+    parts = _own_cost(_parts(spent, range(a.warmup_rounds, a.warmup_rounds + a.rounds)), comm) if spent else None
     if comm.is_main:
-        print(json.dumps({'preset': a.preset, 'H': a.H, 'rounds': a.rounds, 'warmup_rounds': a.warmup_rounds, 'collective': a.collective,
-                          'workers': comm.world_size, 'batch_size': a.batch_size, 'seq_len': plain.model.config.seq_len,
-                          'threads': torch.get_num_threads(), 'backend': dist.get_backend(),
-                          'lowcomm_s_per_round': sum(times['lowcomm']) / a.rounds,
-                          'plain_s_per_round': sum(times['plain']) / a.rounds,
-                          **_ratios(times['lowcomm'], times['plain']),
-                          'param_max_abs_diff': float((lc.theta - plain.theta).abs().max())}), flush=True)
+        print(json.dumps({'engine': a.engine, 'preset': a.preset, 'H': a.H, 'rounds': a.rounds, 'warmup_rounds': a.warmup_rounds,
+                          'collective': a.collective, 'workers': comm.world_size, 'batch_size': a.batch_size,
+                          'seq_len': run.model.config.seq_len, 'threads': torch.get_num_threads(), 'backend': dist.get_backend(),
+                          **per_round, **_ratios(times[name], times[ref_name]),
+                          'param_max_abs_diff': float((run.theta - ref.theta).abs().max()), **(_extra(parts, per_round) if parts else {})}),
+              flush=True)
+    if a.engine == 'torchft': run.close()            # its Manager and gloo group before torchrun's group
     comm.close()
 
 def bench_diloco(preset: str = 'small', H: int = 20, rounds: int = 5, nproc: int = 2, batch_size: int = 8,
-                 max_docs: int = 200, warmup_rounds: int = 1, collective: str = 'all_gather', timeout: float | None = 3600) -> dict:
-    "Seconds per DiLoCo round of lowcomm (`DiLoCo` + `DistComm`, with `collective`) and of `PlainDiLoCo`, `nproc` processes under torchrun."
+                 max_docs: int = 200, warmup_rounds: int = 1, collective: str = 'all_gather', engine: str = 'dist',
+                 timeout: float | None = 3600) -> dict:
+    "Seconds per DiLoCo round, `nproc` processes under torchrun: lowcomm's (`DiLoCo` + `DistComm`) and `PlainDiLoCo`'s (engine 'dist'), or the torchft engine's and `DistComm`'s (engine 'torchft')."
+    if engine not in ('dist', 'torchft'): raise ConfigError(f"engine = {engine!r} is not allowed: expected 'dist' or 'torchft'")
+    if engine == 'torchft' and warmup_rounds < 1:
+        raise ConfigError(f"warmup_rounds = {warmup_rounds} is not allowed with engine 'torchft': expected >= 1 (its first round joins the quorum)")
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}',
            '-m', 'lowcomm.bench', '--preset', preset, '--H', str(H), '--rounds', str(rounds),
            '--warmup_rounds', str(warmup_rounds), '--batch_size', str(batch_size), '--max_docs', str(max_docs),
-           '--collective', collective]
+           '--collective', collective, '--engine', engine]
     threads = os.environ.get('OMP_NUM_THREADS') or str(max(1, (os.cpu_count() or 1) // nproc))
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, 'OMP_NUM_THREADS': threads})
+    server = lighthouse('127.0.0.1:0') if engine == 'torchft' else None
+    try:
+        p = subprocess.run(cmd + (['--lighthouse', server.address()] if server else []), capture_output=True, text=True,
+                           timeout=timeout, env={**os.environ, 'OMP_NUM_THREADS': threads})
+    finally:
+        if server: server.shutdown()
     lines = [l for l in p.stdout.splitlines() if l.startswith('{')]
     if p.returncode or not lines:
         raise RuntimeError(f"bench_diloco: torchrun exited with {p.returncode}:\n{(p.stdout + p.stderr)[-4000:]}")

@@ -4,16 +4,29 @@
 
 # %% ../nbs/tools/10_cli.ipynb #c25e759b
 from __future__ import annotations
-import argparse, dataclasses, json, logging, os, sys
+import argparse, ctypes, dataclasses, json, logging, os, signal, sys, warnings
 from pathlib import Path
 
+# %% auto #0
+__all__ = ['PR_SET_PDEATHSIG', 'exit_with_agent', 'add_config_flags', 'config_from_args', 'run_command', 'cmd_run', 'cmd_demo',
+           'cmd_bench', 'cmd_reproduce', 'cmd_dashboard', 'cmd_docs', 'parser', 'main']
+
+# %% ../nbs/tools/10_cli.ipynb #c25e7602
+PR_SET_PDEATHSIG = 1   # from <linux/prctl.h>
+
+def exit_with_agent():
+    "Under torchrun (or a parent that sets LOWCOMM_EXIT_WITH_PARENT=1, e.g. `lowcomm chaos`) on Linux: SIGKILL this process when its parent dies."
+    if not ('TORCHELASTIC_RUN_ID' in os.environ or os.environ.get('LOWCOMM_EXIT_WITH_PARENT') == '1'): return
+    if not sys.platform.startswith('linux'): return
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL):
+        warnings.warn(f"prctl(PR_SET_PDEATHSIG) failed ({os.strerror(ctypes.get_errno())}): this worker outlives a killed torchrun")
+
+exit_with_agent()
+
+# %% ../nbs/tools/10_cli.ipynb #c25e7600
 from .core import COMMANDS, RUN_KINDS, CheckpointError, Config, ConfigError, RunKind, load_families, register_command
 from .data import DataError
-import lowcomm.train   # registers the baseline's run kind, 'train' 
-
-# %% auto #0
-__all__ = ['add_config_flags', 'config_from_args', 'run_command', 'cmd_run', 'cmd_demo', 'cmd_bench', 'cmd_reproduce',
-           'cmd_dashboard', 'cmd_docs', 'parser', 'main']
+import lowcomm.corpus, lowcomm.train   # they register 'corpus' and the baseline's run kind, 'train'
 
 # %% ../nbs/tools/10_cli.ipynb #7ef6a840
 def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config]):
@@ -68,6 +81,7 @@ def _bench(sub):
     bd.add_argument('--rounds', type=int, default=5, help='timed rounds of each, interleaved')
     bd.add_argument('--nproc', type=int, default=2, help='processes (workers)')
     bd.add_argument('--collective', choices=['all_gather', 'all_reduce'], default='all_gather', help="lowcomm's collective")
+    bd.add_argument('--engine', choices=['dist', 'torchft'], default='dist', help='dist: lowcomm vs plain PyTorch; torchft: the torchft engine vs DistComm')
     for sp in (bt, bd):
         sp.add_argument('--json', action='store_true', help='one line of JSON')
         sp.add_argument('--preset', default='small'); sp.set_defaults(fn=cmd_bench)
@@ -78,7 +92,7 @@ def cmd_bench(args):
         result = bench.bench_throughput(preset=args.preset, batch_size=args.batch_size, steps=args.steps, rounds=args.rounds)
     else:
         result = bench.bench_diloco(preset=args.preset, H=args.H, rounds=args.rounds, nproc=args.nproc, batch_size=args.batch_size,
-                                    collective=args.collective)
+                                    collective=args.collective, engine=args.engine)
     print(json.dumps(result, indent=None if args.json else 1))
 
 @register_command('reproduce')

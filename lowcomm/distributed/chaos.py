@@ -63,7 +63,8 @@ class _Replica:
         self.start()
     def start(self):
         with open(self.log, 'a') as fh:
-            self.proc = subprocess.Popen(self.cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+            self.proc = subprocess.Popen(self.cmd, stdout=fh, stderr=subprocess.STDOUT,   # replicas die with the harness
+                                         env={**os.environ, 'OMP_NUM_THREADS': '1', 'LOWCOMM_EXIT_WITH_PARENT': '1'})
         self.started = time.time()
     def kill(self): self.proc.send_signal(signal.SIGKILL); self.proc.wait()
 

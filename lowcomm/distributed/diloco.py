@@ -356,8 +356,9 @@ def summary(self: DiLoCo) -> str:
 
 @patch
 def close(self: DiLoCo):
-    "Release the communicator (under torchrun: finish sends in flight, destroy the process group)."
+    "Release the communicator (under torchrun: finish sends in flight, destroy the process group), then the run's lock."
     self.comm.close()
+    Run.close(self)
 
 # %% ../../nbs/distributed/10_diloco.ipynb #c2f922d0
 @patch

