@@ -134,8 +134,8 @@ class RunRecord:
     def __init__(self, path): self.path = Path(path)
 
     @classmethod
-    def create(cls, path, config: dict | Config, kind: str = 'train'):
-        "Start (or reopen, when the config matches) the run record at `path`."
+    def create(cls, path, config: dict | Config, kind: str = 'train', write: bool = True):
+        "Start (or reopen, when the config matches) the run record at `path`; `write=False`: only check a config already there."
         rec = cls(path)
         cfg = config.to_dict() if isinstance(config, Config) else dict(config)
         cfg = json.loads(json.dumps(cfg, default=str))
@@ -145,7 +145,7 @@ class RunRecord:
                 diff = sorted(k for k in set(old) | set(cfg) if k != 'kind' and old.get(k) != cfg.get(k))
                 raise ConfigError(f"{rec.path} holds a run with a different config (fields {', '.join(diff)}); "
                                   "resume it with the same config or choose a new run directory")
-        else: atomic_write_json(rec.config_path, {'kind': kind, **cfg})
+        elif write: atomic_write_json(rec.config_path, {'kind': kind, **cfg})
         return rec
 
     @property
@@ -297,7 +297,7 @@ class Run:
         if run_dir is None: return
         if self.is_main: self.lock = RunLock(run_dir)
         try:
-            self.record = RunRecord.create(run_dir, config, kind=self.kind)
+            self.record = RunRecord.create(run_dir, config, kind=self.kind, write=self.is_main)   # the lock holder clears temp files
             self.resume()
         except BaseException:
             if self.lock: self.lock.release()

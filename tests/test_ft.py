@@ -1,5 +1,5 @@
 "Fault-tolerant DiLoCo on torchft across real processes on loopback: kills, healing, replay, and the errors that must not hang."
-import json, socket
+import json, shutil, socket
 
 import pytest
 import torch
@@ -7,10 +7,10 @@ import torch
 from lowcomm.core import RunRecord
 from lowcomm.distributed.diloco import DiLoCo
 from lowcomm.distributed.chaos import chaos_config
-from lowcomm.distributed.ft import final_state, lighthouse
+from lowcomm.distributed.ft import final_state, lighthouse, torch_threads
 from _cli import lowcomm
 
-JOB = dict(workers=3, rounds=10, H=40)          # three replicas; replica 2 is killed mid-round 3 and back 0.5 s later
+JOB = dict(workers=3, rounds=12, H=40)          # three replicas; replica 2 is killed mid-round 3 and back 0.5 s later
 
 
 @pytest.fixture(scope='module')
@@ -29,7 +29,7 @@ def rounds(run_dir, replica):
 
 def test_survivors_continue_and_the_returned_replica_heals(chaos_run):
     result, out = chaos_run
-    assert (result['kills'], result['restarts'], result['rounds_lost']) == (1, 1, 0), result
+    assert (result['kills'], result['restarts'], result['rounds_lost'], result['rounds_discarded']) == (1, 1, 0, 0), result
     assert result['survivors_continued'] and result['healed'] and result['replay_bitwise'], result
     assert result['stall_s']['max'] > 0 and 0 < result['goodput'] and result['final_ppl_ratio'] > 0
 
@@ -54,8 +54,9 @@ def test_every_round_logged_once_per_replica_that_took_part(chaos_run):
 
 def test_a_job_without_failures_is_the_simulators_run(chaos_run):
     _, out = chaos_run
-    sim = DiLoCo(chaos_config(JOB), progress=False)
-    sim.fit()
+    with torch_threads(1):                             # as the replicas ran: float results depend on it
+        sim = DiLoCo(chaos_config(JOB), progress=False)
+        sim.fit()
     for i in range(JOB['workers']):
         assert torch.equal(final_state(out/'clean', i)['theta'], sim.theta), i
 
@@ -84,3 +85,18 @@ def test_a_quorum_that_never_forms_is_a_one_line_error(tmp_path):
     finally: server.shutdown()
     assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr[-2000:]
     assert 'lowcomm diloco: no quorum formed within 3 s' in r.stderr
+
+
+def test_a_replica_back_after_the_job_ended_stops_instead_of_forking(tmp_path, chaos_run):
+    _, out = chaos_run
+    n, job = chaos_config(JOB).rounds, tmp_path/'job'
+    shutil.copytree(out/'faulty'/'replica-0', job/'replica-0')
+    (job/'replica-0'/'checkpoints'/f'step-{n:08d}.pt').unlink()          # as if killed during the last round
+    cfg = json.loads((job/'replica-0'/'config.json').read_text())
+    flags = [a for k, v in cfg.items() if k not in ('kind', 'replica') for a in (f'--{k}', v)]
+    server = lighthouse('127.0.0.1:0')
+    try: r = lowcomm('diloco', '--run_dir', job, *flags, '--replica', 0, '--lighthouse', server.address(), '--timeout', 2,
+                     cwd=tmp_path, timeout=120)
+    finally: server.shutdown()
+    assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    assert f'lowcomm diloco: replica 0 came back at round {n - 1}, but no other replica joined within 2 s' in r.stderr

@@ -33,8 +33,8 @@ def parse_kill(spec: str) -> Kill:
         kill = Kill(int(who), float(at), float(after) if after else None)
     except ValueError:
         raise ConfigError(f"kill = {spec!r} is not allowed: expected 'replica@rounds[+seconds]', e.g. '1@2.5+2'") from None
-    if kill.at <= 0 or kill.replica < 0 or (kill.restart_after is not None and kill.restart_after < 0):
-        raise ConfigError(f"kill = {spec!r} is not allowed: expected a replica >= 0, rounds > 0 and seconds >= 0")
+    if kill.at < 1 or kill.replica < 0 or (kill.restart_after is not None and kill.restart_after < 0):
+        raise ConfigError(f"kill = {spec!r} is not allowed: expected a replica >= 0, rounds >= 1 (after the first round) and seconds >= 0")
     return kill
 
 def random_kills(n: int, replicas: int, rounds: int, seed: int, restart_after: float | None = 2.0) -> list[Kill]:
@@ -82,17 +82,19 @@ def run_job(cfg: DiLoCoConfig, run_dir, kills: list[Kill] = (), heartbeat_ms: in
             for k in list(pending):
                 rows = _rounds_done(run_dir, k.replica)
                 done = [r for r in rows if r['round'] == math.floor(k.at)]
-                due = not math.floor(k.at) or done
-                when = (done[-1]['time'] + (k.at % 1) * done[-1]['wall_time']) if done else reps[k.replica].started
-                if due and time.time() >= when and reps[k.replica].proc.poll() is None:
+                if done and time.time() >= done[-1]['time'] + (k.at % 1) * done[-1]['wall_time'] and reps[k.replica].proc.poll() is None:
                     reps[k.replica].kill(); pending.remove(k)
                     events.append({'event': 'kill', 'replica': k.replica, 'at': k.at, 'time': time.time()})
                     say(f"killed replica {k.replica} at round {k.at:g}")
                     if k.restart_after is not None: restarts.append((time.time() + k.restart_after, k.replica))
             for t, i in list(restarts):
-                if time.time() >= t:
-                    reps[i].start(); restarts.remove((t, i))
-                    events.append({'event': 'restart', 'replica': i, 'time': time.time()}); say(f"restarted replica {i}")
+                if time.time() < t: continue
+                restarts.remove((t, i))
+                if all(r.proc.poll() is not None for r in reps.values()):   # the others are done: it would come back alone
+                    events.append({'event': 'restart_skipped', 'replica': i, 'time': time.time()})
+                    say(f"replica {i} not restarted: the job ended first"); continue
+                reps[i].start()
+                events.append({'event': 'restart', 'replica': i, 'time': time.time()}); say(f"restarted replica {i}")
             for i, r in reps.items():
                 if r.proc.poll() not in (None, 0, -signal.SIGKILL):
                     tail = r.log.read_text()[-2000:]
@@ -107,9 +109,9 @@ def run_job(cfg: DiLoCoConfig, run_dir, kills: list[Kill] = (), heartbeat_ms: in
 
 # %% ../../nbs/distributed/41_chaos.ipynb #c1f6f766
 def _last_eval(run_dir: Path) -> float:
-    "The final eval loss of the job (any replica: they end with the same global parameters)."
-    rec = RunRecord(next(p for p in sorted(run_dir.glob('replica-*')) if (p/'metrics.jsonl').exists()))
-    return rec.metrics('eval')[-1]['loss']
+    "The job's final eval loss: the latest step any replica evaluated (those that got there hold the same parameters)."
+    rows = [r for p in run_dir.glob('replica-*') if (p/'metrics.jsonl').exists() for r in RunRecord(p).metrics('eval')]
+    return max(rows, key=lambda r: r['step'])['loss']
 
 def _useful_steps(run_dir: Path, cfg: DiLoCoConfig) -> int:
     "Inner steps whose outer gradient was applied: senders times H, over the rounds."
@@ -138,11 +140,12 @@ def figures(cfg: DiLoCoConfig, faulty: dict, clean: dict, faulty_dir: Path, clea
         for r in rs: fps.setdefault(r['round'], set()).add(r['fingerprint'])
     returned = {e['replica'] for e in restarts}
     sim = replay(faulty_dir)
-    finals = [final_state(faulty_dir, i)['theta'] for i in range(cfg.workers)]
+    finals = [final_state(faulty_dir, i)['theta'] for i, rs in rows.items() if rs and rs[-1]['round'] == cfg.rounds]   # those that finished
     rate = lambda d, t: _useful_steps(d, cfg) / t['wall_s']
     return {'replicas': cfg.workers, 'rounds': cfg.rounds, 'kills': len(kills), 'restarts': len(restarts),
             'stall_s': {'median': statistics.median(stalls), 'max': max(stalls)} if stalls else None,
-            'rounds_lost': sum(len(rs) - len({r['round'] for r in rs}) for rs in rows.values()),
+            'rounds_lost': sum(len(f) - 1 for f in fps.values()) + sum(len(rs) - len({r['round'] for r in rs}) for rs in rows.values()),
+            'rounds_discarded': sum(bool(r.get('discarded')) for rs in rows.values() for r in rs),
             'survivors_continued': all(continued) if continued else None,
             'healed': all(len(fps[r['round']]) == 1 for i in returned for r in rows[i]) if returned else None,
             'goodput': rate(faulty_dir, faulty) / rate(clean_dir, clean),
@@ -169,8 +172,8 @@ def chaos(cfg: DiLoCoConfig, kills: list[Kill], out=None, heartbeat_ms: int = 10
     return result
 
 # %% ../../nbs/distributed/41_chaos.ipynb #8c6ec9ec
-CHAOS_DEFAULTS = dict(model='tiny', workers=2, H=100, steps=800, batch_size=8, seq_len=64, max_docs=120, eval_batches=2,
-                      lr=3e-3, warmup=10, timeout=60.0)
+CHAOS_DEFAULTS = dict(model='tiny', workers=2, H=150, steps=1200, batch_size=8, seq_len=64, max_docs=120, eval_batches=2,
+                      lr=3e-3, warmup=10, timeout=60.0)   # H=150: about 1.2 s a round on one core
 
 def chaos_config(given: dict) -> DiLoCoConfig:
     "The chaos job: `CHAOS_DEFAULTS` with the `given` fields over them (`rounds` sets `steps` = rounds x H)."

@@ -182,7 +182,8 @@ class DiLoCo(Run):
         for w in self.workers.values(): w.load(self.theta)
         self.open_record(run_dir, cfg)
         if self.record and self.is_main:
-            self.record.log('start', step=self.logged_step, round=self.round, engine=self.comm.engine, processes=self.comm.world_size)
+            self.record.log('start', step=self.logged_step, round=self.round, engine=self.comm.engine, processes=self.comm.world_size,
+                            threads=torch.get_num_threads())   # float results depend on it: a replay uses the same
 
     @property
     def position(self) -> int: return self.round

@@ -4,7 +4,8 @@
 
 # %% ../../nbs/distributed/40_fault_tolerant.ipynb #cad0b042
 from __future__ import annotations
-import itertools, logging, os, socket, time, zlib
+import copy, json, logging, os, socket, time, warnings, zlib
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,15 +15,15 @@ from fastcore.basics import patch
 from torch.distributed import ReduceOp, TCPStore
 from torch.distributed.distributed_c10d import AllgatherOptions, AllreduceOptions
 
-from ..core import ConfigError, RunRecord
+from ..core import ConfigError, Run, RunRecord
 from ..comm import Network, SimComm
 from ..data import LMData
 from .diloco import DiLoCo, DiLoCoConfig
 
 # %% auto #0
-__all__ = ['DEFAULT_LIGHTHOUSE', 'log', 'QuorumError', 'ExchangeFailed', 'lighthouse_address', 'TorchftComm', 'lighthouse',
-           'cmd_lighthouse', 'fingerprint', 'FaultTolerantDiLoCo', 'fault_tolerant', 'replica_records',
-           'logged_membership', 'replay', 'final_state']
+__all__ = ['DEFAULT_LIGHTHOUSE', 'log', 'MAX_FAILED_EXCHANGES', 'QuorumError', 'ExchangeFailed', 'lighthouse_address',
+           'TorchftComm', 'Lighthouse', 'lighthouse', 'cmd_lighthouse', 'fingerprint', 'FaultTolerantDiLoCo',
+           'fault_tolerant', 'replica_records', 'logged_membership', 'torch_threads', 'replay', 'final_state']
 
 # %% ../../nbs/distributed/40_fault_tolerant.ipynb #4ade14aa
 DEFAULT_LIGHTHOUSE = 'http://127.0.0.1:29510'
@@ -82,7 +83,7 @@ def quorum(self: TorchftComm, step: int, header) -> list:
     try: m.start_quorum()
     except Exception:
         raise QuorumError(f"no quorum formed within {self.timeout.total_seconds():g} s at the lighthouse {self.lighthouse!r}: "
-                          "are the other replicas running, and is `timeout` longer than a round?") from None
+                          "is it still running (a job has one), are the other replicas, and is `timeout` longer than a round?") from None
     self.members = list(range(m.num_participants()))                   # replica ranks until the ids are known
     heads = self.all_gather([torch.cat([torch.tensor([float(self.replica)], dtype=torch.float64), header()])])
     by_rank = [h for h in heads if h is not None]
@@ -149,15 +150,25 @@ def close(self: TorchftComm):
     self.manager = None
 
 # %% ../../nbs/distributed/40_fault_tolerant.ipynb #005c2e6e
+class Lighthouse:
+    "torchft's Lighthouse server, running in this process; `address()` is the URL replicas join."
+    def __init__(self, server, bind: str): self.server, self.bind = server, bind
+    def address(self) -> str:
+        "The bind host with the port the server got (torchft's own answer names this machine's host name, which may not reach a loopback bind)."
+        host, port = self.bind.rsplit(':', 1)[0], self.server.address().rsplit(':', 1)[1]
+        return self.server.address() if host in ('', '0.0.0.0', '::', '[::]') else f'http://{host}:{port}'
+    def shutdown(self): self.server.shutdown()
+
 def lighthouse(bind: str = '127.0.0.1:29510', min_replicas: int = 1, heartbeat_timeout_ms: int = 1000,
-               join_timeout_ms: int = 60_000):
+               join_timeout_ms: int = 60_000) -> Lighthouse:
     "Start a torchft Lighthouse on `bind` ('host:port'; port 0 picks a free one); `.address()` is what replicas join."
     from torchft._torchft import LighthouseServer
     if min_replicas < 1: raise ConfigError(f"min_replicas = {min_replicas} is not allowed: expected an integer >= 1")
-    try: return LighthouseServer(bind=bind, min_replicas=min_replicas, heartbeat_timeout_ms=heartbeat_timeout_ms,
-                                 join_timeout_ms=join_timeout_ms)
+    try: server = LighthouseServer(bind=bind, min_replicas=min_replicas, heartbeat_timeout_ms=heartbeat_timeout_ms,
+                                   join_timeout_ms=join_timeout_ms)
     except Exception as e:
         raise ConfigError(f"bind = {bind!r} is not allowed: {e} (expected a free 'host:port')") from None
+    return Lighthouse(server, bind)
 
 def cmd_lighthouse(args):
     server = lighthouse(args.bind, args.min_replicas, args.heartbeat_timeout_ms, args.join_timeout_ms)
@@ -189,9 +200,15 @@ class FaultTolerantDiLoCo(DiLoCo):
         super().__init__(cfg, comm, run_dir, data, progress)       # resumes this replica's own last checkpoint, if any
         (self.worker,) = comm.local_workers
         self.joined, self.healed_from = False, None
+        same = {k: v for k, v in cfg.to_dict().items() if k not in ('replica', 'lighthouse', 'timeout')}
+        self.config_crc = zlib.crc32(json.dumps(same, sort_keys=True).encode())   # what every replica of a job must share
         log.info(f"replica {self.worker}: " + (f"inner state and data position from its checkpoint of round {self.round}"
                                               if self.round else "fresh inner state"))
         comm.connect(self._global_state, self._load_global_state)   # last: the Lighthouse never waits on our loading
+
+    def open_record(self, run_dir, config):
+        "`Run.open_record` without the fields a replica may change when it restarts: where the Lighthouse is, the timeout."
+        Run.open_record(self, run_dir, {k: v for k, v in config.to_dict().items() if k not in ('lighthouse', 'timeout')})
 
     def _global_state(self) -> dict:
         "What a healing peer receives: the global parameters, the outer optimizer's state, the round."
@@ -203,56 +220,67 @@ class FaultTolerantDiLoCo(DiLoCo):
         self.theta.copy_(state['theta']); self.outer.load_state_dict(state['outer']); self.round = state['round']
 
     def _header(self, trained: bool, sends: bool) -> torch.Tensor:
-        "What a member tells the quorum before the payloads: round, whether it trained and sends, its state's fingerprint."
+        "What a member tells the quorum before the payloads: round, whether it trained and sends, its state's fingerprint, its config's."
         fp = fingerprint(self.theta, *_tensors(self.outer.state_dict()['state']))
-        return torch.tensor([self.round, trained, sends, fp], dtype=torch.float64)
+        return torch.tensor([self.round, trained, sends, fp, self.config_crc], dtype=torch.float64)
 
     def _check(self, heads: list):
-        "Every member is at this round with bitwise this replica's global state: healing checked, not assumed."
+        "Every member runs this config, at this round, with bitwise this replica's global state: healing checked, not assumed."
         mine = heads[self.worker]
         for w, h in enumerate(heads):
-            if h is None or torch.equal(h[[0, 3]], mine[[0, 3]]): continue
+            if h is None or torch.equal(h[[0, 3, 4]], mine[[0, 3, 4]]): continue
+            if h[4] != mine[4]:
+                raise ConfigError(f"replica {w} runs another configuration than replica {self.worker}: "
+                                  "every replica of a job needs the same flags (but --replica, --lighthouse and --timeout)")
             raise RuntimeError(f"replica {w} is at round {int(h[0])} with state {int(h[3]):08x}, replica {self.worker} at round "
                                f"{int(mine[0])} with {int(mine[3]):08x}: the replicas' global states differ (healing failed)")
 
 # %% ../../nbs/distributed/40_fault_tolerant.ipynb #79049111
+MAX_FAILED_EXCHANGES = 10   # exchanges of one round that may fail (peers dying during it) before the replica gives up
+
 @patch
 def run_round(self: FaultTolerantDiLoCo) -> dict:
     "Join if just (re)started; else train, then exchange in a quorum until torchft commits; the round's diagnostics."
     if not self.joined:
         self.joined = True
-        row = self._commit_round({})
+        row = self._commit_round({}, joining=True)
         if row is not None: return row                 # came back during the others' exchange: took part without a payload
     i = self.worker
     losses = {i: self.workers[i].train(*self._inner_steps())} if i in self.cfg.active(self.round) else {}
     return self._commit_round(losses)
 
 @patch
-def _commit_round(self: FaultTolerantDiLoCo, losses: dict) -> dict | None:
-    "Quorum, headers, exchange, commit (again from the quorum if a collective failed), then the outer step; None if no member trained."
-    c, i, r, t0 = self.cfg, self.worker, self.round, time.perf_counter()
-    for attempt in itertools.count(1):
+def _commit_round(self: FaultTolerantDiLoCo, losses: dict, joining: bool = False) -> dict | None:
+    "Quorum, headers, exchange, commit (again from a new quorum if a collective failed), then the outer step; None: joined, nothing to exchange."
+    c, i, r, t0, failed, discarded = self.cfg, self.worker, self.round, time.perf_counter(), 0, False
+    while True:
         try:
-            heads = self.comm.quorum(self.round, lambda: self._header(bool(losses) and self.round == r,
-                                                                     bool(losses) and self.round == r and i not in c.dropped(r)))
-            if self.round != r: losses = {}             # healed: this replica's training was for a round its peers are past
+            mine = lambda: bool(losses) and self.round == r           # a heal makes this replica's training stale
+            heads = self.comm.quorum(self.round, lambda: self._header(mine(), mine() and i not in c.dropped(r)))
+            if self.round != r and losses: losses, discarded = {}, True
             self._check(heads)
             members = [w for w, h in enumerate(heads) if h is not None]
             active = {w for w in members if heads[w][1]}
-            if not active:                              # everyone is joining: a fresh job waits for all its replicas
-                if self.round == 0 and len(members) < c.workers and time.perf_counter() - t0 < c.timeout:
-                    time.sleep(0.1); continue
+            if joining and not active:                  # nobody is exchanging: wait for the others, then train
+                if len(members) < c.workers and time.perf_counter() - t0 < c.timeout: time.sleep(0.1); continue
+                if self.round and len(members) == 1:
+                    raise QuorumError(f"replica {i} came back at round {self.round}, but no other replica joined within {c.timeout:g} s: "
+                                      "the job has ended or its other replicas are gone (alone it would fork the job's history)")
+                if len(members) < c.workers: log.warning(f"replica {i}: starting round {self.round + 1} with replicas {members} of {c.workers}")
                 return None
             x = self._exchange({w for w in members if heads[w][2]}, losses)
         except ExchangeFailed as e:
             log.warning(f"replica {i}, round {self.round + 1}: the exchange failed ({e}); again from a new quorum"); x = None
         if self.comm.commit() and x is not None: break
+        failed += 1
+        if failed == MAX_FAILED_EXCHANGES:
+            raise RuntimeError(f"replica {i}, round {self.round + 1}: {failed} exchanges failed in a row; see the warnings above")
     if x.update is not None: self._synced_outer().step(x.update)
     healed, self.healed_from = self.healed_from, None
     if healed is not None or i not in c.dropped(self.round): self.workers[i].load(self.theta)
     self.round += 1
-    return {**self._diagnostics(active, x), 'replica': i, 'quorum': members, 'attempts': attempt, 'healed_from': healed,
-            'quorum_s': time.perf_counter() - t0, 'fingerprint': f'{int(heads[i][3]):08x}'}
+    return {**self._diagnostics(active, x), 'replica': i, 'quorum': members, 'attempts': failed + 1, 'healed_from': healed,
+            'discarded': discarded, 'quorum_s': time.perf_counter() - t0, 'fingerprint': f'{int(heads[i][3]):08x}'}
 
 # %% ../../nbs/distributed/40_fault_tolerant.ipynb #ffd96420
 def fault_tolerant(cfg: DiLoCoConfig, run_dir=None, data: LMData | None = None, progress: bool = True) -> FaultTolerantDiLoCo:
@@ -277,13 +305,33 @@ def logged_membership(run_dir) -> dict[int, list[int]]:
                 raise RuntimeError(f"replica {i} logged workers {active} for round {r + 1}, another replica {seen[r]}")
     return dict(sorted(seen.items()))
 
+@contextmanager
+def torch_threads(n: int):
+    "Run the block with `n` torch threads (float results depend on it)."
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try: yield
+    finally: torch.set_num_threads(before)
+
 def replay(run_dir, data: LMData | None = None) -> DiLoCo:
-    "The simulator run through a torchft job's logged membership (its `theta` is what the replicas ended with)."
-    rec = next(iter(replica_records(run_dir).values()))
+    "The simulator run through a torchft job's logged membership and heals (its `theta` is what the replicas ended with)."
+    recs = replica_records(run_dir)
+    rec = next(iter(recs.values()))
     cfg = DiLoCoConfig.from_dict({k: v for k, v in rec.config.items() if k != 'kind'}).replace(engine='auto', replica=0)
-    run = DiLoCo(cfg, SimComm(cfg.workers), data=data, progress=False)
-    run.membership = logged_membership(run_dir)
-    run.fit(until=max(run.membership) + 1)
+    if cfg.collective == 'all_reduce' and cfg.workers > 2:
+        warnings.warn("replay is bitwise only with collective='all_gather' (or 2 replicas): gloo's all-reduce sums in another order")
+    heals = {(row['round'] - 1, row['replica']): row['healed_from'] for rec in recs.values() for row in rec.metrics('round')
+             if row.get('healed_from') is not None}                 # (round, replica): the round of the checkpoint it came back from
+    with torch_threads(rec.metrics('start')[0].get('threads', torch.get_num_threads())):
+        run = DiLoCo(cfg, SimComm(cfg.workers), data=data, progress=False)
+        run.membership, resumed = logged_membership(run_dir), {}
+        for r in range(max(run.membership) + 1):
+            for (j, w), k in heals.items():
+                if k == r: resumed[w, k] = copy.deepcopy(run.workers[w].state_dict())   # what its checkpoint of round k held
+                if j == r: run.workers[w].load_state_dict(resumed[w, k])
+            run.fit(until=r + 1)
+            for j, w in heals:
+                if j == r: run.workers[w].load(run.theta)        # a healed replica goes on from the new global parameters
     return run
 
 def final_state(run_dir, replica: int) -> dict:
