@@ -1,5 +1,5 @@
 "Fault-tolerant DiLoCo on torchft across real processes on loopback: kills, healing, replay, and the errors that must not hang."
-import json, shutil, socket
+import json, os, shutil, signal, socket, time
 
 import pytest
 import torch
@@ -7,8 +7,9 @@ import torch
 from lowcomm.core import RunRecord
 from lowcomm.distributed.diloco import DiLoCo
 from lowcomm.distributed.chaos import chaos_config
-from lowcomm.distributed.ft import final_state, lighthouse, torch_threads
+from lowcomm.distributed.ft import final_state, lighthouse, replay, torch_threads
 from _cli import lowcomm
+from test_dist import torchrun, worker_pids   # noqa: F401 (torchrun: a fixture)
 
 JOB = dict(workers=3, rounds=12, H=40)          # three replicas; replica 2 is killed mid-round 3 and back 0.5 s later
 
@@ -100,3 +101,28 @@ def test_a_replica_back_after_the_job_ended_stops_instead_of_forking(tmp_path, c
     finally: server.shutdown()
     assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr[-2000:]
     assert f'lowcomm diloco: replica 0 came back at round {n - 1}, but no other replica joined within 2 s' in r.stderr
+
+
+def test_torchrun_restarts_a_crashed_replica_which_heals(tmp_path, torchrun):
+    "One torchrun per replica (a replica group of one) with --max-restarts: SIGKILL replica 1's worker mid-round, torchrun restarts it, it heals."
+    server = lighthouse('127.0.0.1:0')
+    cfg = chaos_config({'rounds': 8}).replace(engine='torchft', lighthouse=server.address())
+    job = tmp_path/'job'
+    try:
+        procs = [torchrun(cfg.replace(replica=i), job, '--max-restarts', '2', nproc=1) for i in (0, 1)]
+        rec = RunRecord(job/'replica-1')
+        deadline = time.time() + 120
+        while not (rec.metrics_path.exists() and len(rec.metrics('round')) >= 2):
+            assert time.time() < deadline and all(p.poll() is None for p in procs), 'replica 1 never finished round 2'
+            time.sleep(0.05)
+        time.sleep(0.5)                                                       # into round 3
+        (victim,) = [pid for pid in worker_pids(job, rank=0) if b'--replica\x001\x00' in open(f'/proc/{pid}/cmdline', 'rb').read()]
+        os.kill(victim, signal.SIGKILL)
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+    finally: server.shutdown()
+    assert [p.returncode for p in procs] == [0, 0], outs[1][-3000:]
+    back = [r for r in rec.metrics('round') if r['round'] > 2]
+    assert back and back[0]['healed_from'] == 2 and back[-1]['round'] == cfg.rounds, back
+    assert [(e['round'] > 0) for e in rec.metrics('start')] == [False, True]   # started once more, from its checkpoint
+    with torch_threads(1):
+        assert torch.equal(replay(job).theta, final_state(job, 0)['theta'])
