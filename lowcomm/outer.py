@@ -12,7 +12,8 @@ import torch
 from .core import ConfigError
 
 # %% auto #0
-__all__ = ['OUTER_OPTIMIZERS', 'COMPRESSIONS', 'WIRE_DTYPES', 'OuterOptimizer', 'prune_per_neuron', 'merge', 'encode', 'decode']
+__all__ = ['OUTER_OPTIMIZERS', 'COMPRESSIONS', 'WIRE_DTYPES', 'OuterOptimizer', 'prune_per_neuron', 'merge', 'encode', 'decode',
+           'with_feedback']
 
 # %% ../nbs/base/20_outer.ipynb #41fb05d0
 OUTER_OPTIMIZERS = ('nesterov', 'sgd', 'adam')
@@ -63,40 +64,87 @@ def merge(deltas: list[torch.Tensor], weights: list[float], sign_elect: bool = F
     return (wa * d).sum(0) / wa.sum(0).clamp_min(1e-12)
 
 # %% ../nbs/base/20_outer.ipynb #ad13c5aa
-COMPRESSIONS = ('none', 'fp16', 'bf16', 'int8')
+COMPRESSIONS = ('none', 'fp16', 'bf16', 'int8', 'int4', 'int2')
 WIRE_DTYPES = {'none': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}   # the float compressions' wire types
-_BLOCK = 1024
+_BITS = {'int4': 4, 'int2': 2}    # low-bit levels, packed 8 / bits to a byte
+_BLOCK = 1024                     # values per fp32 absmax scale
+_CHUNK = 4096                     # top-k picks its share of every chunk of this many values (indices fit int16)
+
+def _pack(q: torch.Tensor, bits: int) -> torch.Tensor:
+    "Unsigned `bits`-bit codes `q` (uint8), `8 // bits` to a byte."
+    per = 8 // bits
+    q = torch.nn.functional.pad(q, (0, (-len(q)) % per)).view(-1, per)
+    return sum(q[:, j] << (bits * j) for j in range(per)).to(torch.uint8)
+
+def _unpack(b: torch.Tensor, n: int, bits: int) -> torch.Tensor:
+    "The first `n` codes `_pack` put in `b`."
+    shifts = torch.arange(0, 8, bits, dtype=torch.uint8, device=b.device)
+    return ((b.unsqueeze(1) >> shifts) & (2**bits - 1)).view(-1)[:n]
+
+def _blocks(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "`v` in rows of `_BLOCK` values (zero-padded), and each row's absmax."
+    blocks = torch.nn.functional.pad(v.float(), (0, (-len(v)) % _BLOCK)).view(-1, _BLOCK)
+    return blocks, blocks.abs().amax(1, keepdim=True).clamp_min(1e-30)
 
 def _values_to_bytes(v: torch.Tensor, compress: str) -> torch.Tensor:
     if compress in WIRE_DTYPES: return v.to(WIRE_DTYPES[compress]).contiguous().view(torch.uint8)
-    pad = (-len(v)) % _BLOCK
-    blocks = torch.nn.functional.pad(v.float(), (0, pad)).view(-1, _BLOCK)
-    scale = blocks.abs().amax(1, keepdim=True).clamp_min(1e-30) / 127
-    q = (blocks / scale).round().clamp(-127, 127).to(torch.int8)
-    return torch.cat([scale.view(-1).contiguous().view(torch.uint8), q.view(-1)[:len(v)].view(torch.uint8)])
+    blocks, absmax = _blocks(v)
+    if compress == 'int8':
+        scale = absmax / 127
+        q = (blocks / scale).round().clamp(-127, 127).to(torch.int8).view(-1)[:len(v)].view(torch.uint8)
+    else:                                        # 2**bits levels evenly over [-absmax, absmax]
+        half = (2**_BITS[compress] - 1) / 2
+        scale = absmax / half
+        q = _pack((blocks / scale + half).round().clamp(0, 2 * half).to(torch.uint8).view(-1)[:len(v)], _BITS[compress])
+    return torch.cat([scale.view(-1).contiguous().view(torch.uint8), q])
 
 def _values_from_bytes(b: torch.Tensor, n: int, compress: str) -> torch.Tensor:
     b = b.clone()  # own storage at offset 0, so it can be viewed as wider types
     if compress in WIRE_DTYPES: return b.view(WIRE_DTYPES[compress]).float()
     nblocks = -(-n // _BLOCK)
-    scale = b[:4 * nblocks].view(torch.float32)
-    q = b[4 * nblocks:].view(torch.int8).float()
-    return q * scale.repeat_interleave(_BLOCK)[:n]
+    scale = b[:4 * nblocks].view(torch.float32).repeat_interleave(_BLOCK)[:n]
+    if compress == 'int8': return b[4 * nblocks:].view(torch.int8).float() * scale
+    half = (2**_BITS[compress] - 1) / 2
+    return (_unpack(b[4 * nblocks:], n, _BITS[compress]).float() - half) * scale
 
-def encode(delta: torch.Tensor, compress: str = 'none', keep: torch.Tensor | None = None) -> torch.Tensor:
-    "The bytes a worker sends for flat `delta`: values in `compress`, only those in `keep` (with a bitmask)."
+def _top_k(v: torch.Tensor, density: float) -> tuple[torch.Tensor, torch.Tensor]:
+    "The largest-magnitude `density` share of every `_CHUNK` values of `v`: their indices within the chunk, and the values."
+    chunks = torch.nn.functional.pad(v, (0, (-len(v)) % _CHUNK)).view(-1, _CHUNK)
+    idx = chunks.abs().topk(_top_k_count(density), dim=1).indices
+    return idx, chunks.gather(1, idx)
+
+def _top_k_count(density: float) -> int: return max(1, round(density * _CHUNK))
+
+def encode(delta: torch.Tensor, compress: str = 'none', keep: torch.Tensor | None = None, topk: float = 0.0) -> torch.Tensor:
+    "The bytes a worker sends for flat `delta`: values in `compress`; only those in `keep` (with a bitmask), or the top-`topk` share (with indices)."
     if compress not in COMPRESSIONS:
         raise ConfigError(f"compression {compress!r} is unknown: expected one of {', '.join(map(repr, COMPRESSIONS))}")
     delta = delta.detach()
+    if topk:
+        idx, vals = _top_k(delta, topk)
+        return torch.cat([idx.to(torch.int16).contiguous().view(-1).view(torch.uint8), _values_to_bytes(vals.view(-1), compress)])
     if keep is None: return _values_to_bytes(delta, compress)
     mask = torch.from_numpy(np.packbits(keep.cpu().numpy())).to(delta.device)
     return torch.cat([mask, _values_to_bytes(delta[keep], compress)])
 
-def decode(payload: torch.Tensor, n: int, compress: str = 'none', pruned: bool = False) -> torch.Tensor:
-    "The flat fp32 vector of `n` values that `encode` turned into `payload` (zeros where pruned)."
+def decode(payload: torch.Tensor, n: int, compress: str = 'none', pruned: bool = False, topk: float = 0.0) -> torch.Tensor:
+    "The flat fp32 vector of `n` values that `encode` turned into `payload` (zeros where pruned or not in the top k)."
+    if topk:
+        chunks, k = -(-n // _CHUNK), _top_k_count(topk)
+        idx = payload[:2 * chunks * k].clone().view(torch.int16).long().view(chunks, k)
+        vals = _values_from_bytes(payload[2 * chunks * k:], chunks * k, compress).view(chunks, k)
+        return torch.zeros(chunks, _CHUNK, device=payload.device).scatter_(1, idx, vals).view(-1)[:n]
     if not pruned: return _values_from_bytes(payload, n, compress)
     nmask = -(-n // 8)
     keep = torch.from_numpy(np.unpackbits(payload[:nmask].cpu().numpy())[:n].astype(bool)).to(payload.device)
     out = torch.zeros(n, device=payload.device)
     out[keep] = _values_from_bytes(payload[nmask:], int(keep.sum()), compress)
     return out
+
+# %% ../nbs/base/20_outer.ipynb #56fece65
+def with_feedback(delta: torch.Tensor, error: torch.Tensor, beta: float, send) -> torch.Tensor:
+    "Error feedback: compress and send (`send(a) -> (payload, decoded)`) `a = beta * error + delta`; `error` keeps `a - decoded`, in place."
+    a = beta * error + delta
+    payload, decoded = send(a)
+    error.copy_(a - decoded)
+    return payload

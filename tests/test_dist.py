@@ -77,7 +77,8 @@ def simulated_theta(cfg):
 
 
 @pytest.mark.parametrize('ablation', [{}, {'compress': 'int8', 'prune': 0.5, 'drop_prob': 0.3, 'outer_opt': 'adam', 'outer_lr': 0.1},
-                                      {'collective': 'all_reduce', 'compress': 'bf16', 'drop_prob': 0.3}])
+                                      {'collective': 'all_reduce', 'compress': 'bf16', 'drop_prob': 0.3},
+                                      {'topk': 0.02, 'compress': 'int2', 'error_feedback': 1.0, 'drop_prob': 0.3}])
 def test_two_processes_equal_the_simulator(tmp_path, torchrun, ablation):
     cfg = DiLoCoConfig(**SMALL, steps=20, H=5, **ablation)
     p = torchrun(cfg, tmp_path/'run')

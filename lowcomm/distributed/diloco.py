@@ -17,7 +17,7 @@ from ..core import CheckpointError, ConfigError, Run, assign, atomic_write, flat
 from ..data import BatchSampler, LMData, lm_data, tokenize
 from ..train import TrainConfig, build_model, make_optimizer, train_step, lr_at, pick_device, validation_batches
 from ..train import evaluate as mean_eval_loss   # DiLoCo.evaluate is patched in below
-from ..outer import OUTER_OPTIMIZERS, COMPRESSIONS, WIRE_DTYPES, OuterOptimizer, prune_per_neuron, merge, encode, decode
+from ..outer import OUTER_OPTIMIZERS, COMPRESSIONS, WIRE_DTYPES, OuterOptimizer, prune_per_neuron, merge, encode, decode, with_feedback
 from ..comm import Communicator, SimComm, Ledger
 from .shards import make_shards
 
@@ -73,6 +73,8 @@ class DiLoCoConfig(TrainConfig):
                          "whole domains (a text file's domain is the folder holding it: one subfolder per domain)")
     prune: float = number(0.0, 0, 0.99)
     compress: str = one_of('none', *COMPRESSIONS)
+    topk: float = number(0.0, 0, 1)                 # share of each outer gradient sent, largest first, with indices (0: all)
+    error_feedback: float = number(0.0, 0, 1)       # beta of the per-worker error-feedback buffer (0: none; 1: classic)
     drop_prob: float = number(0.0, 0, 1)
     schedule: str = option('', _schedule_ok, "'' or comma-separated positive worker counts, e.g. '4,8'")
     collective: str = one_of('all_gather', 'all_gather', 'all_reduce')
@@ -91,9 +93,12 @@ class DiLoCoConfig(TrainConfig):
                               "no segment may use more workers than `workers`")
         if self.replica >= self.workers:
             raise ConfigError(f"DiLoCoConfig.replica = {self.replica} is not allowed with workers = {self.workers}: expected 0 .. {self.workers - 1}")
-        if self.collective == 'all_reduce' and (self.prune or self.compress not in WIRE_DTYPES):
-            raise ConfigError(f"DiLoCoConfig.collective = 'all_reduce' is not allowed with prune = {self.prune}, compress = {self.compress!r}: "
-                              "an all-reduce sums fp32/fp16/bf16 tensors, so pruning and int8 need collective = 'all_gather'")
+        if self.topk and self.prune:
+            raise ConfigError(f"DiLoCoConfig.topk = {self.topk} is not allowed with prune = {self.prune}: expected one sparsification, not both")
+        if self.collective == 'all_reduce' and (self.prune or self.topk or self.error_feedback or self.compress not in WIRE_DTYPES):
+            raise ConfigError(f"DiLoCoConfig.collective = 'all_reduce' is not allowed with prune = {self.prune}, topk = {self.topk}, "
+                              f"error_feedback = {self.error_feedback}, compress = {self.compress!r}: "
+                              "an all-reduce sums whole fp32/fp16/bf16 tensors, so sparsified, low-bit and error-feedback payloads need collective = 'all_gather'")
 
     @property
     def rounds(self) -> int: return self.steps // self.H
@@ -119,6 +124,8 @@ class Worker:
         self.opt = make_optimizer(self.model, cfg.lr, cfg.weight_decay)
         self.batches = BatchSampler(tokens, cfg.batch_size, self.model.config.seq_len, seed=worker_seed(cfg.seed, id))
         self.device = device
+        n = sum(p.numel() for p in self.model.parameters())
+        self.error = torch.zeros(n, device=device) if cfg.error_feedback else None   # what compression has not sent yet
 
     def train(self, start: int, n: int) -> torch.Tensor:
         "Inner steps `start`..`start+n-1`; their losses."
@@ -135,11 +142,12 @@ class Worker:
         "Set the worker's parameters to the flat vector `flat` (copied: never aliased)."
         assign(self.model.parameters(), flat)
     def state_dict(self) -> dict:
-        "Parameters and AdamW state: what a worker needs to go on after a restart."
-        return {'model': self.model.state_dict(), 'opt': self.opt.state_dict()}
+        "Parameters, AdamW state and the error-feedback buffer: what a worker needs to go on after a restart."
+        return {'model': self.model.state_dict(), 'opt': self.opt.state_dict(), **({'error': self.error} if self.error is not None else {})}
     def load_state_dict(self, state: dict):
         "Restore `state_dict()`."
         self.model.load_state_dict(state['model']); self.opt.load_state_dict(state['opt'])
+        if self.error is not None: self.error.copy_(state['error'])
 
 # %% ../../nbs/distributed/10_diloco.ipynb #bf127779
 @dataclass
@@ -233,17 +241,27 @@ def _delta(self: DiLoCo, i: int) -> torch.Tensor:
     return (self.theta.to(self.device) - self.workers[i].params)[self._synced_slice()]
 
 @patch
-def _payload(self: DiLoCo, i: int, send: bool) -> torch.Tensor:
-    "Worker `i`'s encoded outer gradient, or an empty slot of the same size when it sends nothing."
-    c, delta = self.cfg, self._delta(i)
+def _encode(self: DiLoCo, delta: torch.Tensor) -> torch.Tensor:
+    "`delta` (a slice's outer gradient) pruned or sparsified, and compressed, as bytes."
+    c = self.cfg
     keep = prune_per_neuron(delta, self._synced_shapes(), c.prune) if c.prune else None
-    body = encode(delta, c.compress, keep)
+    return encode(delta, c.compress, keep, c.topk)
+
+@patch
+def _payload(self: DiLoCo, i: int, send: bool) -> torch.Tensor:
+    "Worker `i`'s encoded outer gradient (plus its error-feedback buffer), or an empty slot of the same size when it sends nothing."
+    c, delta = self.cfg, self._delta(i)
+    if c.error_feedback and send:                 # a worker that sends nothing keeps its buffer as it was
+        error = self.workers[i].error[self._synced_slice()]
+        return with_feedback(delta, error, c.error_feedback, lambda a: (p := self._encode(a), self._decode(p).to(a.device)))
+    body = self._encode(delta)
     return body if send else torch.zeros_like(body)
 
 @patch
 def _decode(self: DiLoCo, payload: torch.Tensor) -> torch.Tensor:
     "The outer gradient in `payload`."
-    return decode(payload, self._synced_size(), self.cfg.compress, self.cfg.prune > 0).to(self.theta.device)
+    c = self.cfg
+    return decode(payload, self._synced_size(), c.compress, c.prune > 0, c.topk).to(self.theta.device)
 
 @patch
 def _inner_losses(self: DiLoCo, losses: torch.Tensor | None) -> torch.Tensor:
