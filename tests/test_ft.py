@@ -11,7 +11,8 @@ from lowcomm.distributed.ft import final_state, lighthouse, replay, torch_thread
 from _cli import lowcomm
 from test_dist import torchrun, worker_pids   # noqa: F401 (torchrun: a fixture)
 
-JOB = dict(workers=3, rounds=12, H=40)          # three replicas; replica 2 is killed mid-round 3 and back 0.5 s later
+JOB = dict(workers=3, rounds=16, H=40)          # three replicas; replica 2 is killed mid-round 3 and restarted 2 s later:
+KILL = '2@2.5+2'                                # back after the survivors finished round 3 alone (1 s heartbeat), before the end
 
 
 @pytest.fixture(scope='module')
@@ -19,7 +20,7 @@ def chaos_run(tmp_path_factory):
     "`lowcomm chaos diloco` on three replicas: its JSON figures and its folder."
     out = tmp_path_factory.mktemp('chaos')/'job'
     flags = [a for k, v in JOB.items() for a in (f'--{k}', v)]
-    r = lowcomm('chaos', 'diloco', *flags, '--kill', '2@2.5+0.5', '--json', '--out', out, cwd=out.parent, timeout=600)
+    r = lowcomm('chaos', 'diloco', *flags, '--kill', KILL, '--json', '--out', out, cwd=out.parent, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout), out
 
@@ -122,7 +123,8 @@ def test_torchrun_restarts_a_crashed_replica_which_heals(tmp_path, torchrun):
     finally: server.shutdown()
     assert [p.returncode for p in procs] == [0, 0], outs[1][-3000:]
     back = [r for r in rec.metrics('round') if r['round'] > 2]
-    assert back and back[0]['healed_from'] == 2 and back[-1]['round'] == cfg.rounds, back
+    first = back[0]                          # torchrun restarts at once: it may be back in time for round 3, with nothing to heal
+    assert 1 not in first['active'] and first['healed_from'] == (2 if first['round'] > 3 else None) and back[-1]['round'] == cfg.rounds, back
     assert [(e['round'] > 0) for e in rec.metrics('start')] == [False, True]   # started once more, from its checkpoint
     with torch_threads(1):
         assert torch.equal(replay(job).theta, final_state(job, 0)['theta'])

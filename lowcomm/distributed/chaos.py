@@ -105,7 +105,7 @@ def run_job(cfg: DiLoCoConfig, run_dir, kills: list[Kill] = (), heartbeat_ms: in
         server.shutdown()
     unfired = [f'{k.replica}@{k.at:g}' for k in pending]
     if unfired: say(f"kills never reached (the job ended first): {', '.join(unfired)}")
-    return {'wall_s': time.time() - t0, 'events': events, 'start': t0}
+    return {'wall_s': time.time() - t0, 'events': events}
 
 # %% ../../nbs/distributed/41_chaos.ipynb #c1f6f766
 def _last_eval(run_dir: Path) -> float:

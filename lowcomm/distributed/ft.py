@@ -98,18 +98,17 @@ def _by_worker(self: TorchftComm, tensors: list) -> list:
     return out
 
 @patch
-def _wait(self: TorchftComm, work):
-    "Wait for a collective; `ExchangeFailed` if it (or anything earlier this round) failed."
-    if self.manager.errored() is None: self.manager.wrap_future(work.get_future(), None).wait()
-    if (err := self.manager.errored()) is not None: raise ExchangeFailed(str(err.original_exception if hasattr(err, 'original_exception') else err))
+def _run(self: TorchftComm, collective):
+    "Start `collective()` and wait for it, unless something failed earlier this round; `ExchangeFailed` if anything did."
+    if self.manager.errored() is None: self.manager.wrap_future(collective().get_future(), None).wait()
+    if (err := self.manager.errored()) is not None: raise ExchangeFailed(str(err.original_exception))
 
 @patch
 def all_gather(self: TorchftComm, payloads: list[torch.Tensor]) -> list:
     "Every quorum member's payload, by worker (None for a worker outside the quorum)."
     (mine,) = payloads
     out = [[torch.empty_like(mine) for _ in self.members]]
-    if self.manager.errored() is None: self._wait(self._pg.allgather(out, [mine.contiguous()], AllgatherOptions()))
-    else: self._wait(None)
+    self._run(lambda: self._pg.allgather(out, [mine.contiguous()], AllgatherOptions()))
     return self._by_worker(out[0])
 
 @patch
@@ -117,8 +116,7 @@ def all_reduce(self: TorchftComm, tensors: list[torch.Tensor]) -> torch.Tensor:
     "The sum of the quorum members' tensors."
     (total,) = [t.clone() for t in tensors]
     opts = AllreduceOptions(); opts.reduceOp = ReduceOp.SUM
-    if self.manager.errored() is None: self._wait(self._pg.allreduce([total], opts))
-    else: self._wait(None)
+    self._run(lambda: self._pg.allreduce([total], opts))
     return total
 
 @patch
