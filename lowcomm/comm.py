@@ -4,7 +4,7 @@
 
 # %% ../nbs/base/21_comm.ipynb #85a73c51
 from __future__ import annotations
-import copy, os, warnings
+import copy, importlib, os, warnings
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -179,6 +179,7 @@ def _init_process_group(backend: str | None):
     "Join torchrun's process group (gloo on CPU, NCCL with a GPU), keyed by the restart attempt."
     backend = backend or ('nccl' if torch.cuda.is_available() else 'gloo')
     if backend == 'nccl': torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+    importlib.import_module('torch.distributed.nn.functional')   # first: imported later, its defaults (group=WORLD) keep the group alive past destroy_process_group, and gloo's threads can abort the exit
     store = elastic_store()
     group = dict(store=store, rank=int(os.environ['RANK']), world_size=int(os.environ['WORLD_SIZE'])) if store else {}
     dist.init_process_group(backend, **group)

@@ -27,11 +27,13 @@ def torchrun():
 
 
 COMM_CHECK = """
-import sys
+import os, sys
 from pathlib import Path
 import torch
 from lowcomm.comm import Communicator, DistComm, protocol_members
 c = DistComm(n_workers=4)                                # two workers per process
+w = torch.nn.Parameter(torch.ones(2)); w.grad = torch.ones(2)
+torch.optim.AdamW([w]).step()                            # its first step imports torch.distributed.nn, which can pin the group
 assert isinstance(c, Communicator) and not protocol_members(Communicator) - set(dir(c))
 assert (c.world_size, c.local_workers) == (2, [2 * c.rank, 2 * c.rank + 1])
 got = c.all_gather([torch.full((3,), w, dtype=torch.uint8) for w in c.local_workers])
@@ -54,7 +56,11 @@ else:
     assert a.tolist() == [[0, 1, 2], [3, 4, 5]] and b.dtype == torch.int8 and b.item() == 7, (a, b)
     c.push(torch.ones(2, dtype=torch.bfloat16), to=0, sender=3)
 c.barrier()
-c.close()
+for g in (pair, alone, c):
+    if g: g.close()
+del pair, alone
+threads = [Path(f'/proc/self/task/{t}/comm').read_text().strip() for t in os.listdir('/proc/self/task')]
+assert not [t for t in threads if 'gloo' in t], f"gloo threads outlive close (they can abort the exit): {threads}"
 (Path(sys.argv[1])/f'ok-{c.rank}').touch()
 """
 
