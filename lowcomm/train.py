@@ -15,8 +15,8 @@ from .data import BatchSampler, DataConfig, LMData, lm_data
 from .models import GPT, PRESETS, preset
 
 # %% auto #0
-__all__ = ['TrainConfig', 'lr_at', 'make_optimizer', 'train_step', 'validation_batches', 'evaluate', 'pick_device',
-           'load_weights', 'build_model', 'Trainer', 'train']
+__all__ = ['TrainConfig', 'lr_at', 'make_optimizer', 'train_step', 'optimizer_step', 'validation_batches', 'evaluate',
+           'pick_device', 'load_weights', 'build_model', 'Trainer', 'train']
 
 # %% ../nbs/base/11_train.ipynb #abfccd5c
 def _init_spec(v): return v == '' or (isinstance(v, str) and Path(v).exists())
@@ -59,13 +59,17 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
 
 def train_step(model, opt, x, y, lr: float, grad_clip: float = 0.0, autocast: torch.dtype | None = None) -> torch.Tensor:
     "One optimizer step on batch (x, y) at learning rate `lr` (the forward pass under `autocast`, e.g. bf16); the (detached) loss."
-    for g in opt.param_groups: g['lr'] = lr
     with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None): _, loss = model(x, y)
     loss.backward()
+    optimizer_step(model, opt, lr, grad_clip)
+    return loss.detach()
+
+def optimizer_step(model, opt, lr: float, grad_clip: float = 0.0):
+    "Step `opt` on the gradients `model` holds, at learning rate `lr`, clipped to norm `grad_clip` (0: not clipped); then clear them."
+    for g in opt.param_groups: g['lr'] = lr
     if grad_clip: torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
     opt.zero_grad(set_to_none=True)
-    return loss.detach()
 
 def validation_batches(data: LMData, cfg: TrainConfig, seq_len: int) -> BatchSampler:
     "The fixed evaluation batches of a run: seeded by `cfg.seed` alone, the same for every run it is compared with."
@@ -114,7 +118,7 @@ class Trainer(Run):
         seq = self.model.config.seq_len
         self.batches = BatchSampler(self.data.train_tokens, cfg.batch_size, seq, seed=cfg.seed)
         self.val_batches = validation_batches(self.data, cfg, seq)
-        self.step, self._losses, self._started = 0, [], 0.0   # losses since the last train row, and when they began
+        self.step, self._losses, self._tokens, self._started = 0, [], 0, 0.0   # losses and tokens since the last train row, and when they began
         self.open_record(run_dir, cfg)
 
     @property
@@ -128,6 +132,11 @@ class Trainer(Run):
     def load_state_dict(self, state: dict):
         self.model.load_state_dict(state['model']); self.opt.load_state_dict(state['opt']); self.step = state['step']
 
+    def _step(self, lr: float) -> tuple[torch.Tensor, int]:
+        "One optimizer step at learning rate `lr`: its loss, and the tokens it trained on."
+        x, y = (t.to(self.device) for t in self.batches(self.step))
+        return train_step(self.model, self.opt, x, y, lr, self.cfg.grad_clip), x.numel()
+
     def evaluate(self) -> float:
         "Mean loss on the fixed validation batches."
         self.eval_loss = evaluate(self.model, self.val_batches, self.cfg.eval_batches, self.device)
@@ -137,14 +146,13 @@ class Trainer(Run):
         "One optimizer step; the `train` and `eval` rows due after it."
         c, rows = self.cfg, []
         if not self._losses: self._started = time.perf_counter()
-        x, y = (t.to(self.device) for t in self.batches(self.step))
-        self._losses.append(train_step(self.model, self.opt, x, y, lr_at(self.step, c.lr, c.warmup, c.steps, c.min_lr_frac), c.grad_clip))
+        loss, tokens = self._step(lr_at(self.step, c.lr, c.warmup, c.steps, c.min_lr_frac))
+        self._losses.append(loss); self._tokens += tokens
         self.step += 1
         if self.step % c.log_every == 0 or self.step == self.until:
-            rate = len(self._losses) * x.numel() / (time.perf_counter() - self._started)
             rows.append(('train', {'step': self.step, 'loss': float(sum(self._losses)) / len(self._losses),
-                                   'lr': self.opt.param_groups[0]['lr'], 'tokens_per_s': rate}))
-            self._losses = []
+                                   'lr': self.opt.param_groups[0]['lr'], 'tokens_per_s': self._tokens / (time.perf_counter() - self._started)}))
+            self._losses, self._tokens = [], 0
         if self.step % c.eval_every == 0 or self.step == c.steps:
             rows.append(('eval', {'step': self.step, 'loss': self.evaluate(), 'ppl': math.exp(self.eval_loss)}))
         return rows

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..core import RunKind, lazy, register_command, register_kind, register_panels, register_published
 from ..comm import communicator
 from .diloco import DiLoCo, DiLoCoConfig
+from .dp import DataParallel, DataParallelConfig
 from .streaming import StreamingConfig, StreamingDiLoCo
 
 # %% ../../nbs/distributed/00_overview.ipynb #b44206ec
@@ -29,6 +30,10 @@ register_kind(RunKind('streaming', StreamingConfig, _make(StreamingDiLoCo),
                       help='Streaming DiLoCo: simulated workers in this process, or real ones under torchrun',
                       label=lambda c: f"streaming k={c['workers']} H={c['H']} F={c['fragments']}"))
 register_panels('diloco', 'streaming')(lazy('lowcomm.distributed.panels', 'diloco_panels'))
+register_kind(RunKind('data_parallel', DataParallelConfig, lambda cfg, run_dir: DataParallel(cfg, communicator(cfg.workers), run_dir),
+                      help='data parallel: k workers average their gradients every step (simulated here, or under torchrun)',
+                      label=lambda c: f"data parallel k={c['workers']}"))
+register_panels('data_parallel')(lazy('lowcomm.dashboard.live', 'train_panels'))
 
 @register_command('lighthouse')
 def _lighthouse(sub):
