@@ -1,5 +1,5 @@
 "The communicator and DiLoCo across real processes: torchrun on loopback (gloo) against the in-process simulator, and a killed worker."
-import os, shutil, signal, subprocess, sys, time
+import math, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
 import pytest
@@ -75,11 +75,20 @@ def test_dist_comm_implements_the_contract(tmp_path):
     assert sorted(f.name for f in tmp_path.glob('ok-*')) == ['ok-0', 'ok-1'], p.stdout + p.stderr
 
 
-def simulated_theta(cfg):
+def simulated(cfg, run_dir=None) -> DiLoCo:
     torch.set_num_threads(1)   # as torchrun sets OMP_NUM_THREADS=1 for each process
-    run = DiLoCo(cfg, progress=False)
+    run = DiLoCo(cfg, run_dir=run_dir, progress=False)
     run.fit()
-    return run.theta
+    return run
+
+
+def simulated_theta(cfg): return simulated(cfg).theta
+
+
+def compression_log(run_dir) -> torch.Tensor:
+    "Each round's compression ratio and error-feedback norms, as a run logged them (nan for None)."
+    return torch.tensor([[math.nan if v is None else v for v in (r['compression_ratio'], *r['ef_norm'])]
+                         for r in RunRecord(run_dir).metrics('round')])
 
 
 @pytest.mark.parametrize('ablation', [{}, {'compress': 'int8', 'prune': 0.5, 'drop_prob': 0.3, 'outer_opt': 'adam', 'outer_lr': 0.1},
@@ -92,7 +101,9 @@ def test_two_processes_equal_the_simulator(tmp_path, torchrun, ablation):
     assert p.returncode == 0, out
     assert '[dist]' in out, out
     theta = RunRecord(tmp_path/'run').load_checkpoint()['theta']
-    torch.testing.assert_close(theta, simulated_theta(cfg), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(theta, simulated(cfg, tmp_path/'sim').theta, rtol=1e-5, atol=1e-6)
+    # the other process's error-feedback norms reach the main one's rows through the telemetry
+    torch.testing.assert_close(compression_log(tmp_path/'run'), compression_log(tmp_path/'sim'), rtol=1e-5, atol=1e-6, equal_nan=True)
 
 
 def worker_pids(run_dir, rank: int | None = None) -> list[int]:

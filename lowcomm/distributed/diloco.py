@@ -5,7 +5,7 @@
 # %% ../../nbs/distributed/10_diloco.ipynb #4814cf0e
 from __future__ import annotations
 import functools, math, time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -160,6 +160,7 @@ class Exchanged:
     sent: int            # bytes one sender put on the wire
     sim_time: float      # simulated communication time
     update: torch.Tensor | None = None   # the merged outer gradient the synchronized slice steps with (None: no sender)
+    ef_norms: dict = field(default_factory=dict)   # {sender: norm of its error-feedback buffer after the send} (error feedback only)
 
 @functools.lru_cache
 def sample_index(n: int, m: int = 4096) -> torch.Tensor:
@@ -276,6 +277,11 @@ def _telemetry(self: DiLoCo, losses: dict, extra: dict | None = None) -> list[to
             for i in self.comm.local_workers]
     return [t if t is None else t.cpu() for t in self.comm.all_gather(local)]   # None: a worker outside the quorum
 
+@patch
+def _feedback_norms(self: DiLoCo) -> dict:
+    "Each local worker's error-feedback buffer norm, as `_telemetry`'s `extra` ({} without error feedback)."
+    return {i: w.error.norm().float().view(1) for i, w in self.workers.items()} if self.cfg.error_feedback else {}
+
 # %% ../../nbs/distributed/10_diloco.ipynb #c47f3ec2
 @patch
 def _exchange(self: DiLoCo, senders: set, losses: dict) -> Exchanged:
@@ -288,10 +294,12 @@ def _all_gather(self: DiLoCo, senders: set, losses: dict) -> Exchanged:
     gathered = self.comm.all_gather([self._payload(i, i in senders) for i in self.comm.local_workers])
     deltas = {i: self._decode(gathered[i]) for i in sorted(senders)}
     update = merge(list(deltas.values()), [self.weights[i] for i in deltas], self.cfg.prune > 0) if senders else None
-    sent = len(gathered[self.comm.local_workers[0]])
-    return Exchanged(inner=self._telemetry(losses), norms={i: float(d.norm()) for i, d in deltas.items()}, vectors=deltas,
-                     raw=4 * self._synced_size(), sent=sent,
-                     sim_time=self.comm.network.all_gather_time(sent, len(senders)) if senders else 0.0, update=update)
+    sent, H = len(gathered[self.comm.local_workers[0]]), self._inner_steps()[1]
+    reports = self._telemetry(losses, self._feedback_norms())   # after the payloads: the buffers as this round left them
+    return Exchanged(inner=[r if r is None else r[:H] for r in reports], norms={i: float(d.norm()) for i, d in deltas.items()},
+                     vectors=deltas, raw=4 * self._synced_size(), sent=sent,
+                     sim_time=self.comm.network.all_gather_time(sent, len(senders)) if senders else 0.0, update=update,
+                     ef_norms={i: float(reports[i][H]) for i in sorted(senders)} if self.cfg.error_feedback else {})
 
 # %% ../../nbs/distributed/10_diloco.ipynb #aaf8ce44
 def _subsample(xs: list, n: int = 50) -> list:
@@ -314,7 +322,8 @@ def _diagnostics(self: DiLoCo, active: set, x: Exchanged) -> dict:
     return {'round': self.round, 'step': self._inner_steps()[0], 'active': sorted(active), 'sent': senders,
             'inner_loss': [_subsample(x.inner[i].tolist()) if i in active else None for i in range(c.workers)],
             'outer_grad_norm': [x.norms.get(i) for i in range(c.workers)], 'cosine': cos.tolist(), 'bytes_raw': sum(raw.values()),
-            'bytes_sent': sum(sent.values()), 'sim_comm_time': x.sim_time}
+            'bytes_sent': sum(sent.values()), 'sim_comm_time': x.sim_time, 'ef_norm': [x.ef_norms.get(i) for i in range(c.workers)],
+            'compression_ratio': sum(raw.values()) / sum(sent.values()) if senders else None}
 
 # %% ../../nbs/distributed/10_diloco.ipynb #beea1304
 @patch
