@@ -7,6 +7,7 @@ import torch
 
 from lowcomm.core import RunRecord
 from lowcomm.distributed.diloco import DiLoCo, DiLoCoConfig
+from lowcomm.distributed.eager import EagerConfig, EagerDiLoCo
 
 TORCHRUN = shutil.which('torchrun', path=str(Path(sys.executable).parent)) or shutil.which('torchrun')
 SMALL = dict(model='tiny', max_docs=40, batch_size=4, seq_len=32, lr=3e-3, warmup=2, eval_batches=2, workers=2)
@@ -14,11 +15,11 @@ SMALL = dict(model='tiny', max_docs=40, batch_size=4, seq_len=32, lr=3e-3, warmu
 
 @pytest.fixture
 def torchrun():
-    "Start `lowcomm diloco` with a config's fields under torchrun, `nproc` processes on loopback; whatever is left is killed after the test."
+    "Start `lowcomm KIND` (diloco unless told) with a config's fields under torchrun, `nproc` processes on loopback; whatever is left is killed after the test."
     started = []
-    def start(cfg: DiLoCoConfig, run_dir, *extra, nproc: int = 2):
+    def start(cfg: DiLoCoConfig, run_dir, *extra, nproc: int = 2, kind: str = 'diloco'):
         flags = [x for k, v in cfg.to_dict().items() for x in (f'--{k}', str(v)) if v != '']
-        cmd = [TORCHRUN, '--standalone', '--nproc_per_node', str(nproc), *extra, '-m', 'lowcomm.cli', 'diloco', '--run_dir', str(run_dir), *flags]
+        cmd = [TORCHRUN, '--standalone', '--nproc_per_node', str(nproc), *extra, '-m', 'lowcomm.cli', kind, '--run_dir', str(run_dir), *flags]
         env = {**os.environ, 'OMP_NUM_THREADS': '1'}   # what torchrun sets for 2+ processes, for 1 too
         started.append((subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env), run_dir))
         return started[-1][0]
@@ -75,9 +76,9 @@ def test_dist_comm_implements_the_contract(tmp_path):
     assert sorted(f.name for f in tmp_path.glob('ok-*')) == ['ok-0', 'ok-1'], p.stdout + p.stderr
 
 
-def simulated(cfg, run_dir=None) -> DiLoCo:
+def simulated(cfg, run_dir=None, run_cls=DiLoCo) -> DiLoCo:
     torch.set_num_threads(1)   # as torchrun sets OMP_NUM_THREADS=1 for each process
-    run = DiLoCo(cfg, run_dir=run_dir, progress=False)
+    run = run_cls(cfg, run_dir=run_dir, progress=False)
     run.fit()
     return run
 
@@ -104,6 +105,18 @@ def test_two_processes_equal_the_simulator(tmp_path, torchrun, ablation):
     torch.testing.assert_close(theta, simulated(cfg, tmp_path/'sim').theta, rtol=1e-5, atol=1e-6)
     # the other process's error-feedback norms reach the main one's rows through the telemetry
     torch.testing.assert_close(compression_log(tmp_path/'run'), compression_log(tmp_path/'sim'), rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize('ablation', [{'collective': 'all_reduce', 'compress': 'bf16'},
+                                      {'overlap_outer': 'delayed', 'topk': 0.02, 'compress': 'int2', 'error_feedback': 1.0}])
+def test_eager_two_processes_equal_the_simulator(tmp_path, torchrun, ablation):
+    "Overlapped outer steps (each worker its own global copy under eager) across two processes: the simulator's parameters."
+    cfg = EagerConfig(**SMALL, steps=20, H=5, outer_lr=0.35, **ablation)
+    p = torchrun(cfg, tmp_path/'run', kind='eager')
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out
+    theta = RunRecord(tmp_path/'run').load_checkpoint()['theta']
+    torch.testing.assert_close(theta, simulated(cfg, run_cls=EagerDiLoCo).theta, rtol=1e-5, atol=1e-6)
 
 
 def worker_pids(run_dir, rank: int | None = None) -> list[int]:

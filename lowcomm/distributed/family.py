@@ -12,6 +12,7 @@ from ..core import RunKind, lazy, register_command, register_kind, register_pane
 from ..comm import communicator
 from .diloco import DiLoCo, DiLoCoConfig
 from .dp import DataParallel, DataParallelConfig
+from .eager import EagerConfig, EagerDiLoCo
 from .streaming import StreamingConfig, StreamingDiLoCo
 
 # %% ../../nbs/distributed/00_overview.ipynb #b44206ec
@@ -29,7 +30,10 @@ register_kind(RunKind('diloco', DiLoCoConfig, _make(DiLoCo), help='DiLoCo: simul
 register_kind(RunKind('streaming', StreamingConfig, _make(StreamingDiLoCo),
                       help='Streaming DiLoCo: simulated workers in this process, or real ones under torchrun',
                       label=lambda c: f"streaming k={c['workers']} H={c['H']} F={c['fragments']}"))
-register_panels('diloco', 'streaming')(lazy('lowcomm.distributed.panels', 'diloco_panels'))
+register_kind(RunKind('eager', EagerConfig, _make(EagerDiLoCo),
+                      help='DiLoCo with overlapped outer steps (Kale et al. 2025): eager or naively delayed, on a simulated clock',
+                      label=lambda c: f"eager k={c['workers']} H={c['H']} {c['overlap_outer']}"))
+register_panels('diloco', 'streaming', 'eager')(lazy('lowcomm.distributed.panels', 'diloco_panels'))
 register_kind(RunKind('data_parallel', DataParallelConfig, lambda cfg, run_dir: DataParallel(cfg, communicator(cfg.workers), run_dir),
                       help='data parallel: k workers average their gradients every step (simulated here, or under torchrun)',
                       label=lambda c: f"data parallel k={c['workers']}"))
