@@ -79,9 +79,9 @@ def _clock(spent: dict, label: str, run, obj, name: str):
     setattr(obj, name, clocked)
 
 def _parts(spent: dict, rounds: range) -> dict:
-    "Each clocked part's seconds in each of `rounds`; `headers` is the quorum call less its RPC and fingerprint."
+    "Each clocked part's seconds in each of `rounds`; torchft's `headers` is the quorum call less its RPC and fingerprint."
     s = {k: torch.tensor([v[r] for r in rounds], dtype=torch.float64) for k, v in spent.items()}
-    s['headers'] = s.pop('quorum_call') - s['quorum'] - s['fingerprint']
+    if 'quorum_call' in s: s['headers'] = s.pop('quorum_call') - s['quorum'] - s['fingerprint']
     return s
 
 def _own_cost(parts: dict, comm) -> dict:
@@ -95,10 +95,28 @@ def _extra(parts: dict, per_round: dict) -> dict:
     extra = sum(parts[k] for k in ('quorum', 'fingerprint', 'headers', 'commit', 'exchange')) - parts['dist_exchange']
     return {'parts_s': parts, 'extra_s': extra, 'ratio_from_parts': 1 + extra / per_round['dist_s_per_round']}
 
+# %% ../nbs/tools/20_bench.ipynb #c0dec002
+def _scheme(compress: str = 'none', topk: float = 0.0, error_feedback: float = 0.0) -> dict:
+    "The compression settings that differ from DiLoCo's defaults (empty: no scheme)."
+    return {k: v for k, v in dict(compress=compress, topk=topk, error_feedback=error_feedback).items() if v not in ('none', 0)}
+
+def _codec(parts: dict, per_round: dict, ledger) -> dict:
+    "The compressed round's encode + decode seconds, their share of its round, what they add to the uncompressed round and the ratio that makes; and fp32 bytes over bytes sent (its `ledger`)."
+    codec = parts['encode'] + parts['decode']
+    extra = codec - parts['uncompressed_encode'] - parts['uncompressed_decode']
+    return {'parts_s': parts, 'codec_s_per_round': codec, 'codec_share': codec / per_round['compressed_s_per_round'],
+            'extra_s': extra, 'ratio_from_parts': 1 + extra / per_round['uncompressed_s_per_round'],
+            'compression_ratio': ledger.total_raw / ledger.total_sent}
+
 # %% ../nbs/tools/20_bench.ipynb #c81f5b3a
-def _versions(engine: str, cfg: DiLoCoConfig, comm: DistComm, data, lighthouse: str = '') -> tuple[dict, dict]:
-    "This process's two versions by name, the measured one first; and the seconds of the torchft round's parts, by round."
+def _versions(engine: str, cfg: DiLoCoConfig, comm: DistComm, data, lighthouse: str = '', scheme: dict | None = None) -> tuple[dict, dict]:
+    "This process's two versions by name, the measured one first; and the seconds of their clocked parts, by round."
     lc = DiLoCo(cfg, comm, data=data, progress=False)
+    if scheme:
+        cz, spent = DiLoCo(cfg.replace(**scheme), comm, data=data, progress=False), {}
+        for prefix, run in (('', cz), ('uncompressed_', lc)):
+            for part in ('encode', 'decode'): _clock(spent, prefix + part, run, run, '_' + part)
+        return {'compressed': cz, 'uncompressed': lc}, spent
     if engine == 'dist':
         return {'lowcomm': lc, 'plain': PlainDiLoCo(cfg, lc.workers[comm.rank].batches.tokens, data.tokenizer.vocab_size,
                                                     weight=lc.weights[comm.rank] / sum(lc.weights))}, {}
@@ -121,38 +139,48 @@ def _bench_diloco_worker(argv=None):
     p.add_argument('--collective', default='all_gather', help="lowcomm's collective: all_gather or all_reduce")
     p.add_argument('--engine', choices=['dist', 'torchft'], default='dist', help='dist: lowcomm vs plain; torchft: torchft vs DistComm')
     p.add_argument('--lighthouse', default='', help="the torchft Lighthouse's address (engine torchft)")
+    p.add_argument('--compress', default='none', help='with --topk and --error_feedback: a compression scheme, measured against none')
+    p.add_argument('--topk', type=float, default=0.0); p.add_argument('--error_feedback', type=float, default=0.0)
     a = p.parse_args(argv)
     if not dist_env(): p.error('not under torchrun: use lowcomm.bench.bench_diloco()')
     comm = DistComm(backend='gloo')
     cfg = DiLoCoConfig(model=a.preset, workers=comm.world_size, H=a.H, steps=a.H * (a.warmup_rounds + a.rounds),
                        batch_size=a.batch_size, max_docs=a.max_docs, device='cpu', collective=a.collective)
-    versions, spent = _versions(a.engine, cfg, comm, lm_data(cfg), a.lighthouse)
+    scheme = _scheme(a.compress, a.topk, a.error_feedback)
+    versions, spent = _versions(a.engine, cfg, comm, lm_data(cfg), a.lighthouse, scheme)
     (name, run), (ref_name, ref) = versions.items()
     assert torch.equal(run.theta, ref.theta), 'the two versions start from different parameters'
     times = _interleave({k: lambda r, v=v: v.run_round() for k, v in versions.items()}, a.rounds, a.warmup_rounds, sync=comm.barrier)
     per_round = {f'{k}_s_per_round': sum(v) / a.rounds for k, v in times.items()}
     parts = _own_cost(_parts(spent, range(a.warmup_rounds, a.warmup_rounds + a.rounds)), comm) if spent else None
+    summary = (_codec(parts, per_round, run.ledger) if scheme else _extra(parts, per_round)) if parts else {}
     if comm.is_main:
         print(json.dumps({'engine': a.engine, 'preset': a.preset, 'H': a.H, 'rounds': a.rounds, 'warmup_rounds': a.warmup_rounds,
-                          'collective': a.collective, 'workers': comm.world_size, 'batch_size': a.batch_size,
+                          'collective': a.collective, 'compress': a.compress, 'topk': a.topk, 'error_feedback': a.error_feedback,
+                          'workers': comm.world_size, 'batch_size': a.batch_size,
                           'seq_len': run.model.config.seq_len, 'threads': torch.get_num_threads(), 'backend': dist.get_backend(),
                           **per_round, **_ratios(times[name], times[ref_name]),
-                          'param_max_abs_diff': float((run.theta - ref.theta).abs().max()), **(_extra(parts, per_round) if parts else {})}),
+                          'param_max_abs_diff': float((run.theta - ref.theta).abs().max()), **summary}),
               flush=True)
     if a.engine == 'torchft': run.close()            # its Manager and gloo group before torchrun's group
     comm.close()
 
 def bench_diloco(preset: str = 'small', H: int = 20, rounds: int = 5, nproc: int = 2, batch_size: int = 8,
                  max_docs: int = 200, warmup_rounds: int = 1, collective: str = 'all_gather', engine: str = 'dist',
-                 timeout: float | None = 3600) -> dict:
-    "Seconds per DiLoCo round, `nproc` processes under torchrun: lowcomm's (`DiLoCo` + `DistComm`) and `PlainDiLoCo`'s (engine 'dist'), or the torchft engine's and `DistComm`'s (engine 'torchft')."
+                 compress: str = 'none', topk: float = 0.0, error_feedback: float = 0.0, timeout: float | None = 3600) -> dict:
+    "Seconds per DiLoCo round, `nproc` processes under torchrun: lowcomm's (`DiLoCo` + `DistComm`) and `PlainDiLoCo`'s (engine 'dist'), the torchft engine's and `DistComm`'s (engine 'torchft'), or, given a compression scheme, compressed and uncompressed `DiLoCo`'s."
     if engine not in ('dist', 'torchft'): raise ConfigError(f"engine = {engine!r} is not allowed: expected 'dist' or 'torchft'")
+    scheme = _scheme(compress, topk, error_feedback)
+    if scheme and engine != 'dist':
+        raise ConfigError(f"engine = {engine!r} is not allowed with compression {scheme}: expected 'dist' (compressed vs uncompressed DiLoCo)")
+    DiLoCoConfig(collective=collective, **scheme)      # a bad setting stops here, in one line
     if engine == 'torchft' and warmup_rounds < 1:
         raise ConfigError(f"warmup_rounds = {warmup_rounds} is not allowed with engine 'torchft': expected >= 1 (its first round joins the quorum)")
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}',
            '-m', 'lowcomm.bench', '--preset', preset, '--H', str(H), '--rounds', str(rounds),
            '--warmup_rounds', str(warmup_rounds), '--batch_size', str(batch_size), '--max_docs', str(max_docs),
-           '--collective', collective, '--engine', engine]
+           '--collective', collective, '--engine', engine, '--compress', compress, '--topk', str(topk),
+           '--error_feedback', str(error_feedback)]
     threads = os.environ.get('OMP_NUM_THREADS') or str(max(1, (os.cpu_count() or 1) // nproc))
     server = lighthouse('127.0.0.1:0') if engine == 'torchft' else None
     try:

@@ -76,12 +76,16 @@ def _bench(sub):
     bt.add_argument('--batch_size', type=int, default=16)
     bt.add_argument('--steps', type=int, default=10, help='steps per timed chunk')
     bt.add_argument('--rounds', type=int, default=10, help='interleaved chunks of each')
-    bd = bsub.add_parser('diloco', help="s/round of lowcomm's torch.distributed DiLoCo vs a plain PyTorch DiLoCo (torchrun)")
+    bd = bsub.add_parser('diloco', help="s/round of lowcomm's torch.distributed DiLoCo vs a plain PyTorch DiLoCo (torchrun); "
+                         "with --compress/--topk/--error_feedback, compressed vs uncompressed DiLoCo")
     bd.add_argument('--batch_size', type=int, default=8); bd.add_argument('--H', type=int, default=20)
     bd.add_argument('--rounds', type=int, default=5, help='timed rounds of each, interleaved')
     bd.add_argument('--nproc', type=int, default=2, help='processes (workers)')
     bd.add_argument('--collective', choices=['all_gather', 'all_reduce'], default='all_gather', help="lowcomm's collective")
     bd.add_argument('--engine', choices=['dist', 'torchft'], default='dist', help='dist: lowcomm vs plain PyTorch; torchft: the torchft engine vs DistComm')
+    bd.add_argument('--compress', default='none', help="outer gradients in fp16, bf16, int8, int4 or int2: timed against uncompressed DiLoCo")
+    bd.add_argument('--topk', type=float, default=0.0, help='the share of each outer gradient sent (0: all)')
+    bd.add_argument('--error_feedback', '--error-feedback', type=float, default=0.0, help="error feedback's beta (0: none)")
     for sp in (bt, bd):
         sp.add_argument('--json', action='store_true', help='one line of JSON')
         sp.add_argument('--preset', default='small'); sp.set_defaults(fn=cmd_bench)
@@ -92,7 +96,8 @@ def cmd_bench(args):
         result = bench.bench_throughput(preset=args.preset, batch_size=args.batch_size, steps=args.steps, rounds=args.rounds)
     else:
         result = bench.bench_diloco(preset=args.preset, H=args.H, rounds=args.rounds, nproc=args.nproc, batch_size=args.batch_size,
-                                    collective=args.collective, engine=args.engine)
+                                    collective=args.collective, engine=args.engine, compress=args.compress, topk=args.topk,
+                                    error_feedback=args.error_feedback)
     print(json.dumps(result, indent=None if args.json else 1))
 
 @register_command('reproduce')
