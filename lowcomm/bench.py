@@ -173,6 +173,9 @@ def bench_diloco(preset: str = 'small', H: int = 20, rounds: int = 5, nproc: int
     scheme = _scheme(compress, topk, error_feedback)
     if scheme and engine != 'dist':
         raise ConfigError(f"engine = {engine!r} is not allowed with compression {scheme}: expected 'dist' (compressed vs uncompressed DiLoCo)")
+    if scheme and collective != 'all_gather':
+        raise ConfigError(f"collective = {collective!r} is not allowed with compression {scheme}: expected 'all_gather' "
+                          "(the bench times encoding and decoding, which an all-reduce's cast skips)")
     DiLoCoConfig(collective=collective, **scheme)      # a bad setting stops here, in one line
     if engine == 'torchft' and warmup_rounds < 1:
         raise ConfigError(f"warmup_rounds = {warmup_rounds} is not allowed with engine 'torchft': expected >= 1 (its first round joins the quorum)")

@@ -212,6 +212,7 @@ class DiLoCo(Run):
     def _synced_outer(self) -> OuterOptimizer: return self.outer             # its outer optimizer
     def _inner_steps(self) -> tuple[int, int]: return self.round * self.cfg.H, self.cfg.H   # (first, count) of this round
     def _synced_size(self) -> int: return self.theta[self._synced_slice()].numel()
+    def _start(self, i: int) -> torch.Tensor: return self.theta               # the global parameters worker `i` starts a round from
     def _members(self, round: int) -> set:                                   # the workers taking part in `round`
         return set(self.comm.workers if self.membership is None else self.membership.get(round, ()))
 
@@ -238,8 +239,8 @@ def _sync(self: DiLoCo, senders: set, losses: dict) -> Exchanged:
 # %% ../../nbs/distributed/10_diloco.ipynb #b11f4e4f
 @patch
 def _delta(self: DiLoCo, i: int) -> torch.Tensor:
-    "Worker `i`'s outer gradient on the synchronized slice: the global parameters minus its own."
-    return (self.theta.to(self.device) - self.workers[i].params)[self._synced_slice()]
+    "Worker `i`'s outer gradient on the synchronized slice: the global parameters it started from minus its own."
+    return (self._start(i).to(self.device) - self.workers[i].params)[self._synced_slice()]
 
 @patch
 def _encode(self: DiLoCo, delta: torch.Tensor) -> torch.Tensor:
@@ -370,12 +371,15 @@ def load_state_dict(self: DiLoCo, state: dict):
     self.theta.copy_(state['theta']); self.outer.load_state_dict(state['outer'])
     self.round = state['round']
     self.ledger.events = [{'event': 'outer_gradient', **e} for e in state['ledger']]   # older checkpoints: events without a kind
-    for i, w in self.workers.items():
-        f = self._worker_file(self.round, i)
-        if not f.exists():
-            raise CheckpointError(f"{f} is missing: every process must see the whole run directory (shared storage), "
-                                  "or copy the other machines' checkpoints/workers/ files into it before resuming")
-        w.load_state_dict(torch.load(f, map_location=self.device, weights_only=True))
+    for i, w in self.workers.items(): w.load_state_dict(self._load_worker_file(self._worker_file(self.round, i)))
+
+@patch
+def _load_worker_file(self: DiLoCo, f: Path) -> dict:
+    "A state this process's workers checkpointed in file `f` (one of each worker's files under checkpoints/workers/)."
+    if not f.exists():
+        raise CheckpointError(f"{f} is missing: every process must see the whole run directory (shared storage), "
+                              "or copy the other machines' checkpoints/workers/ files into it before resuming")
+    return torch.load(f, map_location=self.device, weights_only=True)
 
 @patch
 def summary(self: DiLoCo) -> str:

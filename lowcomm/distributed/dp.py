@@ -58,6 +58,11 @@ class DataParallel(Trainer):
         optimizer_step(self.model, self.opt, lr, self.cfg.grad_clip)
         return mean[-1], self.cfg.workers * x.numel()
 
+    def checkpoint(self, rows: list[dict] = ()):
+        "The main process saves the replica (all are equal), the others wait for it: a resumed run finds the same checkpoint everywhere."
+        if self.is_main: super().checkpoint(rows)
+        self.comm.barrier()
+
     def close(self):
         "Release the communicator (under torchrun: its process group), then the run's lock."
         self.comm.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from fastcore.basics import patch
 
-from ..core import CheckpointError, ConfigError, atomic_write, number, one_of
+from ..core import ConfigError, atomic_write, number, one_of
 from ..comm import Communicator
 from ..data import LMData
 from ..outer import OuterOptimizer
@@ -78,11 +78,8 @@ class EagerDiLoCo(DiLoCo):
 
     def share(self, i: int) -> float: return self.weights[i] / sum(self.weights)   # w_i: every worker sends every round
     def _start(self, i: int) -> torch.Tensor:
-        "The global parameters worker `i` restarts from and measures its outer gradient against."
+        "The global parameters worker `i` restarts from and measures its outer gradient against: its own copy under eager updates."
         return self.copies[i].theta if self.copies else self.theta
-    def _delta(self, i: int) -> torch.Tensor:
-        "Worker `i`'s outer gradient on the synchronized slice: its start point minus its parameters."
-        return (self._start(i).to(self.device) - self.workers[i].params)[self._synced_slice()]
 
 # %% ../../nbs/distributed/22_eager.ipynb #cf184cf2
 @patch
@@ -93,6 +90,7 @@ def run_round(self: EagerDiLoCo) -> dict:
         t0 = time.perf_counter()
         losses[i] = w.train(*self._inner_steps()).cpu()    # on the CPU: the steps are done
         compute = max(compute, time.perf_counter() - t0)   # workers run in parallel: the slowest sets the pace
+    compute = max(float(t) for t in self.comm.all_gather([torch.tensor([compute], dtype=torch.float64)] * len(self.workers)))   # every process's
     x = self._sync(everyone, losses)
     for i, w in self.workers.items(): w.load(self._start(i))
     self.round += 1
@@ -153,9 +151,4 @@ def load_state_dict(self: EagerDiLoCo, state: dict):
     DiLoCo.load_state_dict(self, state)
     self.pending = None if state['pending'] is None else state['pending'].to(self.theta.device)
     self.in_flight, self.clock = state['in_flight'], state['clock']
-    for i, g in self.copies.items():
-        f = self._copy_file(self.round, i)
-        if not f.exists():
-            raise CheckpointError(f"{f} is missing: every process must see the whole run directory (shared storage), "
-                                  "or copy the other machines' checkpoints/workers/ files into it before resuming")
-        g.load_state_dict(torch.load(f, map_location=self.device, weights_only=True))
+    for i, g in self.copies.items(): g.load_state_dict(self._load_worker_file(self._copy_file(self.round, i)))
