@@ -13,6 +13,7 @@ from ..comm import communicator
 from .diloco import DiLoCo, DiLoCoConfig
 from .dp import DataParallel, DataParallelConfig
 from .eager import EagerConfig, EagerDiLoCo
+from .async_localsgd import AsyncConfig, AsyncLocalSGD
 from .streaming import StreamingConfig, StreamingDiLoCo
 
 # %% ../../nbs/distributed/00_overview.ipynb #b44206ec
@@ -34,6 +35,9 @@ register_kind(RunKind('eager', EagerConfig, _make(EagerDiLoCo),
                       help='DiLoCo with overlapped outer steps (Kale et al. 2025): eager or naively delayed, on a simulated clock',
                       label=lambda c: f"eager k={c['workers']} H={c['H']} {c['overlap_outer']}"))
 register_panels('diloco', 'streaming', 'eager')(lazy('lowcomm.distributed.panels', 'diloco_panels'))
+register_kind(RunKind('async_localsgd', AsyncConfig, lambda cfg, run_dir: AsyncLocalSGD(cfg, run_dir=run_dir),
+                      help='asynchronous Local-SGD (Liu et al. 2024) on a simulated clock: sync, async, dn, dylu, dn+dylu',
+                      label=lambda c: f"async {c['method']} k={c['workers']} H={c['H']} {c['heterogeneity']}"))
 register_kind(RunKind('data_parallel', DataParallelConfig, lambda cfg, run_dir: DataParallel(cfg, communicator(cfg.workers), run_dir),
                       help='data parallel: k workers average their gradients every step (simulated here, or under torchrun)',
                       label=lambda c: f"data parallel k={c['workers']}"))

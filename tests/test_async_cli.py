@@ -1,0 +1,31 @@
+"`lowcomm async_localsgd` as a user runs it: a tiny run on the simulated clock, and one-line errors for bad settings."
+import json
+
+import pytest
+
+from _cli import lowcomm
+
+TINY = ['--model', 'tiny', '--max_docs', '40', '--batch_size', '4', '--seq_len', '32', '--eval_batches', '2', '--workers', '2',
+        '--H', '5', '--steps', '10', '--device', 'cpu']
+
+
+def test_tiny_run(tmp_path):
+    r = lowcomm('async_localsgd', '--run_dir', tmp_path/'run', *TINY, '--method', 'dn', '--heterogeneity', '2,1',
+                cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(l) for l in (tmp_path/'run'/'metrics.jsonl').read_text().splitlines()]
+    arrivals = [x for x in rows if x['event'] == 'arrival']
+    assert len(arrivals) == 4 and [x['worker'] for x in arrivals].count(0) > [x['worker'] for x in arrivals].count(1), arrivals  # the fast one more often
+    assert any(x['event'] == 'eval' for x in rows)
+
+
+@pytest.mark.parametrize('flags, says', [
+    (['--method', 'fedavg'], "AsyncConfig.method = 'fedavg' is not allowed"),
+    (['--heterogeneity', '1,0'], "AsyncConfig.heterogeneity = '1,0' is not allowed"),
+    (['--heterogeneity', '1,1,1'], "AsyncConfig.heterogeneity = '1,1,1' is not allowed with workers = 2"),
+], ids=['method', 'zero-speed', 'speed-count'])
+def test_bad_settings_one_line(tmp_path, flags, says):
+    r = lowcomm('async_localsgd', '--run_dir', tmp_path/'run', *TINY, *flags, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and says in r.stderr, r.stderr
+    assert not (tmp_path/'run').exists()
