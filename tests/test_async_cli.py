@@ -23,7 +23,8 @@ def test_tiny_run(tmp_path):
     (['--method', 'fedavg'], "AsyncConfig.method = 'fedavg' is not allowed"),
     (['--heterogeneity', '1,0'], "AsyncConfig.heterogeneity = '1,0' is not allowed"),
     (['--heterogeneity', '1,1,1'], "AsyncConfig.heterogeneity = '1,1,1' is not allowed with workers = 2"),
-], ids=['method', 'zero-speed', 'speed-count'])
+    (['--shard_draw', 'own'], "AsyncConfig.shard_draw = 'own' is not allowed: expected one of 'sampled', 'pinned'"),
+], ids=['method', 'zero-speed', 'speed-count', 'shard-draw'])
 def test_bad_settings_one_line(tmp_path, flags, says):
     r = lowcomm('async_localsgd', '--run_dir', tmp_path/'run', *TINY, *flags, cwd=tmp_path, timeout=120)
     assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/distributed/50_async.ipynb #17f11adc
 from __future__ import annotations
-import heapq, math, time
+import heapq, itertools, math, random, time
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -17,10 +17,11 @@ from ..data import LMData
 from .diloco import DiLoCo, DiLoCoConfig
 
 # %% auto #0
-__all__ = ['METHODS', 'LEVELS', 'AsyncConfig', 'speeds', 'local_steps', 'transfer_time', 'DelayedNesterov', 'AsyncLocalSGD']
+__all__ = ['METHODS', 'LEVELS', 'AsyncConfig', 'speeds', 'local_steps', 'transfer_time', 'shard_probs', 'sample_shard',
+           'DelayedNesterov', 'baseline_rule', 'Buffered', 'AsyncLocalSGD']
 
 # %% ../../nbs/distributed/50_async.ipynb #6b966ec1
-METHODS = ('sync', 'async', 'dn', 'dylu', 'dn+dylu')
+METHODS = ('sync', 'async', 'dn', 'dylu', 'dn+dylu', 'poly', 'polythres', 'dc', 'fedbuff')
 LEVELS = {'none': 1.0, 'slight': 1.5, 'moderate': 3.0, 'very': 10.0}   # heterogeneity: fastest / slowest speed a device can draw
 
 def _speeds_ok(v) -> bool:
@@ -38,8 +39,11 @@ class AsyncConfig(DiLoCoConfig):
                                 "positive speeds, one per worker (e.g. '1,1,0.5,0.25')")
     speed_seed: int = integer(0, 0)      # the draw of the devices' speeds at a level
     grace: float = number(0.0, 0)        # simulated seconds: workers arriving within it of the first waiting one share one model
-    dn_buffer: int = integer(0, 0)       # N: pseudo-gradients per Delayed Nesterov momentum update (0: workers)
+    dn_buffer: int = integer(0, 0)       # N: pseudo-gradients per Delayed Nesterov momentum update or FedBuff step (0: workers)
     dn_c: float = number(0.0, 0, 1)      # c in [0, 1/N]: the share of the momentum applied on every arrival
+    shard_draw: str = one_of('sampled', 'sampled', 'pinned')   # each job's data shard: drawn by the paper's rule, or always the worker's own
+    poly_threshold: int = integer(10, 0) # PolyThres drops pseudo-gradients staler than this
+    dc_lambda: float = number(1.0, 0)    # lambda of delay compensation
 
     def __post_init__(self):
         super().__post_init__()
@@ -61,9 +65,11 @@ class AsyncConfig(DiLoCoConfig):
             if is_bad: raise ConfigError(f"AsyncConfig.{name} = {getattr(self, name)!r} is not allowed: expected {allowed}")
 
     @property
-    def N(self) -> int: return self.dn_buffer or self.workers
+    def N(self) -> int: return self.workers if self.method == 'sync' else self.dn_buffer or self.workers
     @property
     def delayed(self) -> bool: return self.method in ('dn', 'dn+dylu')
+    @property
+    def buffered(self) -> bool: return self.method in ('sync', 'fedbuff')   # the server steps once per N (sync: k) arrivals
     @property
     def dylu(self) -> bool: return self.method in ('dylu', 'dn+dylu')
     @property
@@ -84,6 +90,23 @@ def local_steps(speeds: list[float], H: int, dylu: bool) -> list[int]:
 def transfer_time(network: Network, nbytes: int) -> float:
     "Simulated seconds to send `nbytes` from one party to another (a ring all-gather between two)."
     return network.all_gather_time(nbytes, 2)
+
+# %% ../../nbs/distributed/50_async.ipynb #e168b55d
+def _shard_weights(sizes: list, progress: list) -> list:
+    done, total = sum(progress), sum(sizes)
+    behind = [max(s * done - n * total, 0) for s, n in zip(sizes, progress)]   # the rule times sum|D| sum n: exact on integers
+    return behind if sum(behind) > 0 else sizes
+
+def shard_probs(sizes: list, progress: list) -> list[float]:
+    "The paper's Eq. 2: p_i proportional to max(|D_i|/sum|D| - n_i/sum n, 0); proportional to the sizes when no shard is behind."
+    w = _shard_weights(sizes, progress)
+    return [x / sum(w) for x in w]
+
+def sample_shard(sizes: list, progress: list, u: float) -> int:
+    "The shard at `u` in [0, 1) of `shard_probs`' cumulative distribution."
+    w = _shard_weights(sizes, progress)
+    x = u * sum(w)
+    return next((i for i, c in enumerate(itertools.accumulate(w)) if x < c), max(i for i, v in enumerate(w) if v > 0))
 
 # %% ../../nbs/distributed/50_async.ipynb #2243e94c
 class DelayedNesterov:
@@ -107,6 +130,33 @@ class DelayedNesterov:
     def load_state_dict(self, state: dict):
         self.m.copy_(state['m']); self.buffer.copy_(state['buffer']); self.count = state['count']
 
+# %% ../../nbs/distributed/50_async.ipynb #927cc5b5
+def baseline_rule(method: str, g: torch.Tensor, staleness: int, drift: torch.Tensor | None = None,
+                  threshold: int = 10, lam: float = 1.0) -> torch.Tensor | None:
+    "One arrival's pseudo-gradient `g` under the baselines: Poly's discount, PolyThres's drop (None) beyond `threshold`, delay compensation with the server's `drift` since the pull; else `g`."
+    if method == 'polythres' and staleness > threshold: return None
+    if method in ('poly', 'polythres'): return g * (1 + staleness) ** -0.5
+    if method == 'dc': return g + lam * g * g * drift
+    return g
+
+class Buffered:
+    "FedBuff-style buffering around the outer optimizer `outer`: sum `N` pseudo-gradients, then step `outer` with their mean."
+    def __init__(self, outer, N: int):
+        self.outer, self.N, self.buffer, self.count = outer, N, None, 0
+
+    def step(self, g: torch.Tensor) -> bool:
+        "Buffer `g`; every N-th call, step with the buffer's mean and empty it. Whether the server moved."
+        self.buffer = g if self.buffer is None else self.buffer + g
+        self.count += 1
+        if self.count % self.N: return False
+        self.outer.step(self.buffer / self.N); self.buffer = None
+        return True
+
+    def state_dict(self) -> dict: return {'outer': self.outer.state_dict(), 'buffer': self.buffer, 'count': self.count}
+    def load_state_dict(self, state: dict):
+        self.outer.load_state_dict(state['outer']); self.count = state['count']
+        self.buffer = None if state['buffer'] is None else state['buffer'].to(self.outer.params.device)
+
 # %% ../../nbs/distributed/50_async.ipynb #4c2ac405
 class AsyncLocalSGD(DiLoCo):
     "Asynchronous Local-SGD on a simulated clock: DiLoCo's workers and a server that applies each pseudo-gradient on arrival by `cfg.method`; one unit per arrival."
@@ -121,8 +171,8 @@ class AsyncLocalSGD(DiLoCo):
         self.local_steps = local_steps(self.speeds, cfg.H, cfg.dylu)
         self.clock, self.version = 0.0, 0                         # simulated seconds; server updates so far
         self.jobs, self.queue = {}, []                            # {worker: its job in flight}; their (arrival time, worker) heap
-        self.next_step = [0] * cfg.workers                        # each worker's next inner step
-        self.waiting, self.opened, self.held = [], 0.0, None      # arrived, not yet pulled; when the first of them arrived; sync's sum
+        self.shard_steps, self.pulls = [0] * cfg.workers, 0       # each shard's inner steps assigned so far (its progress); pulls so far
+        self.waiting, self.opened = [], 0.0                       # arrived, not yet pulled; when the first of them arrived
         super().__init__(cfg, comm, run_dir, data, progress)
         if self.record: self.record.log('speeds', step=self.logged_step, speeds=self.speeds, local_steps=self.local_steps)
 
@@ -138,54 +188,60 @@ class AsyncLocalSGD(DiLoCo):
     def nbytes(self) -> int: return 4 * self.theta.numel()      # one fp32 parameter vector
     @cached_property
     def scale(self) -> list[float]:
-        "k w_w: each worker's pseudo-gradient weight (1 with equal shards), so that k arrivals sum to DiLoCo's weighted mean."
+        "k w_i: a pseudo-gradient's weight by its shard (1 with equal shards), so that k arrivals sum to DiLoCo's weighted mean."
         return [self.cfg.workers * w / sum(self.weights) for w in self.weights]
 
     def _outer_optimizer(self):
         c = self.cfg
-        return DelayedNesterov(self.theta, c.outer_lr, c.outer_momentum, c.N, c.dn_c) if c.delayed else super()._outer_optimizer()
+        if c.delayed: return DelayedNesterov(self.theta, c.outer_lr, c.outer_momentum, c.N, c.dn_c)
+        return Buffered(super()._outer_optimizer(), c.N) if c.buffered else super()._outer_optimizer()
 
     def open_record(self, run_dir, config):
         "Every worker pulls the initial parameters at time 0; then the record opens (a checkpoint in it replaces all of this)."
+        self.shard_batches = [self.workers[i].batches for i in range(self.cfg.workers)]   # shard i's batches: worker i's in DiLoCo
         for w in self.comm.workers: self._pull(w)
         super().open_record(run_dir, config)
 
 # %% ../../nbs/distributed/50_async.ipynb #50d4f5ea
 @patch
+def _shard(self: AsyncLocalSGD, w: int) -> int:
+    "The shard worker `w`'s next job trains on: its own if pinned, else drawn by `sample_shard`, seeded by `seed` and the pulls so far."
+    if self.cfg.shard_draw == 'pinned': return w
+    return sample_shard([int(s) for s in self.weights], self.shard_steps, random.Random(f'{self.cfg.seed}:{self.pulls}').random())
+
+@patch
 def _pull(self: AsyncLocalSGD, w: int):
-    "Worker `w` takes the server's parameters now and starts a job of its local steps; its arrival joins the queue."
-    n, wire = self.local_steps[w], transfer_time(self.comm.network, self.nbytes)
+    "Worker `w` takes the server's parameters now and starts a job of its local steps on a shard; its arrival joins the queue."
+    n, wire, d = self.local_steps[w], transfer_time(self.comm.network, self.nbytes), self._shard(w)
     self.workers[w].load(self.theta)
-    self.jobs[w] = {'version': self.version, 'start': self.next_step[w], 'steps': n, 'pulled': self.clock,
+    self.jobs[w] = {'version': self.version, 'shard': d, 'start': self.shard_steps[d], 'steps': n, 'pulled': self.clock,
                     'arrives': self.clock + wire + n / self.speeds[w] + wire}
-    self.next_step[w] += n
+    self.shard_steps[d] += n; self.pulls += 1
     heapq.heappush(self.queue, (self.jobs[w]['arrives'], w))
     self.ledger.record('pull', worker=w, raw={w: self.nbytes}, sent={w: self.nbytes}, sim_time=wire)
 
 @patch
-def _arrive(self: AsyncLocalSGD) -> tuple[int, dict, torch.Tensor, torch.Tensor]:
-    "The next arrival: its worker, its job, the losses of the job's inner steps (run now) and its pseudo-gradient, scaled by `scale`."
+def _arrive(self: AsyncLocalSGD) -> tuple[int, dict, torch.Tensor, torch.Tensor, torch.Tensor]:
+    "The next arrival: its worker, its job, the losses of the job's inner steps (run now on its shard), its pseudo-gradient scaled by the shard's `scale`, and the parameters the worker pulled."
     _, w = heapq.heappop(self.queue)
     job, worker = self.jobs.pop(w), self.workers[w]
     if not self.waiting: self.opened = job['arrives']
     self.clock = job['arrives']; self.waiting.append(w)
-    pulled = worker.params
+    pulled, worker.batches = worker.params, self.shard_batches[job['shard']]
     losses = worker.train(job['start'], job['steps'])
     self.ledger.record('pseudo_gradient', worker=w, raw={w: self.nbytes}, sent={w: self.nbytes},
                        sim_time=transfer_time(self.comm.network, self.nbytes))
-    return w, job, losses, (pulled - worker.params) * self.scale[w]
+    return w, job, losses, (pulled - worker.params) * self.scale[job['shard']], pulled
 
 # %% ../../nbs/distributed/50_async.ipynb #af380a5c
 @patch
-def _serve(self: AsyncLocalSGD, g: torch.Tensor):
-    "Step the server with the pseudo-gradient `g` that just arrived: Delayed Nesterov on it, the outer optimizer on its 1/k share (async), or (sync) on the round's mean once all k are in."
+def _serve(self: AsyncLocalSGD, g: torch.Tensor, staleness: int, pulled: torch.Tensor) -> bool:
+    "Step the server with the pseudo-gradient `g` that just arrived: the baselines' rule on it, then Delayed Nesterov on it, the outer optimizer on its 1/k share (async), or (sync, FedBuff) on the buffer's mean. Whether the server moved."
     c = self.cfg
-    if c.method == 'sync':
-        self.held = g if self.held is None else self.held + g
-        if len(self.waiting) < c.workers: return
-        g, self.held = self.held, None
-    self.outer.step(g if c.delayed else g / c.workers)
-    self.version += 1
+    g = baseline_rule(c.method, g, staleness, self.theta - pulled if c.method == 'dc' else None, c.poly_threshold, c.dc_lambda)
+    if g is None: return False                                     # dropped (PolyThres)
+    moved = self.outer.step(g if c.delayed or c.buffered else g / c.workers)
+    return moved if c.buffered else True
 
 @patch
 def _release(self: AsyncLocalSGD) -> list[int]:
@@ -202,12 +258,12 @@ def _release(self: AsyncLocalSGD) -> list[int]:
 def advance(self: AsyncLocalSGD) -> list[tuple[str, dict]]:
     "One arrival, served; its `arrival` row, and every k arrivals (and at the end) the server's eval loss and an `eval` row."
     t0 = time.perf_counter()
-    w, job, losses, g = self._arrive()
+    w, job, losses, g, pulled = self._arrive()
     staleness = self.version - job['version']                 # server updates since the worker pulled
-    self._serve(g)
+    self.version += self._serve(g, staleness, pulled)
     self.round += 1
     pulled = self._release()
-    row = {'step': self.round, 'worker': w, 'sim_time': self.clock, 'staleness': staleness, 'updates': self.version,
+    row = {'step': self.round, 'worker': w, 'shard': job['shard'], 'sim_time': self.clock, 'staleness': staleness, 'updates': self.version,
            'inner_steps': job['steps'], 'first_step': job['start'], 'inner_loss': float(losses.mean()),
            'outer_grad_norm': float(g.norm()), 'pulled': pulled}
     rows = [('arrival', row)]
@@ -224,7 +280,7 @@ def summary(self: AsyncLocalSGD) -> str:
     return f"{DiLoCo.summary(self)}; {self.clock:.1f} simulated s, {self.version} server updates"
 
 # %% ../../nbs/distributed/50_async.ipynb #0fb83a6d
-_SIM_STATE = ('clock', 'version', 'jobs', 'queue', 'waiting', 'opened', 'next_step', 'held')
+_SIM_STATE = ('clock', 'version', 'jobs', 'queue', 'waiting', 'opened', 'shard_steps', 'pulls')
 
 @patch
 def state_dict(self: AsyncLocalSGD) -> dict:
@@ -236,4 +292,3 @@ def load_state_dict(self: AsyncLocalSGD, state: dict):
     "Continue from a checkpoint: DiLoCo's state (workers included), then the simulator's."
     DiLoCo.load_state_dict(self, state)
     for k in _SIM_STATE: setattr(self, k, state[k])
-    if self.held is not None: self.held = self.held.to(self.theta.device)
