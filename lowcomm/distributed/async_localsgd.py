@@ -4,7 +4,7 @@
 
 # %% ../../nbs/distributed/50_async.ipynb #17f11adc
 from __future__ import annotations
-import heapq, itertools, math, random, time
+import copy, itertools, math, random, re, time
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -17,8 +17,8 @@ from ..data import LMData
 from .diloco import DiLoCo, DiLoCoConfig
 
 # %% auto #0
-__all__ = ['METHODS', 'LEVELS', 'AsyncConfig', 'speeds', 'local_steps', 'transfer_time', 'shard_probs', 'sample_shard',
-           'DelayedNesterov', 'baseline_rule', 'Buffered', 'AsyncLocalSGD']
+__all__ = ['METHODS', 'LEVELS', 'FAULTS', 'fault_items', 'AsyncConfig', 'speeds', 'local_steps', 'transfer_time', 'shard_probs',
+           'sample_shard', 'DelayedNesterov', 'baseline_rule', 'Buffered', 'Clock', 'AsyncLocalSGD']
 
 # %% ../../nbs/distributed/50_async.ipynb #6b966ec1
 METHODS = ('sync', 'async', 'dn', 'dylu', 'dn+dylu', 'poly', 'polythres', 'dc', 'fedbuff')
@@ -30,6 +30,29 @@ def _speeds_ok(v) -> bool:
     if v in LEVELS: return True
     try: return all(0 < float(p) < math.inf for p in v.split(','))
     except ValueError: return False
+
+_T = r'(\d+(?:\.\d+)?)'                                           # simulated seconds (or a factor): a non-negative decimal
+FAULTS = {   # field: (one item's syntax, its pattern, what it means)
+    'straggle': ('W@START-ENDxFACTOR', rf'(\d+)@{_T}-{_T}x{_T}', 'worker W computes FACTOR > 0 times slower from simulated second START to END > START'),
+    'join': ('W@TIME', rf'(\d+)@{_T}', 'worker W starts at simulated second TIME'),
+    'fail': ('W@START-END', rf'(\d+)@{_T}-{_T}', 'worker W is down from simulated second START to END > START: its job in flight is lost, '
+             'and back up it pulls the server\'s model'),
+}
+
+def fault_items(field: str, v: str) -> list[tuple] | None:
+    "The items of `field` ('straggle', 'join' or 'fail') in the comma-separated `v`: (worker, times..., factor); None if one does not parse, or has an empty window or a zero factor."
+    if not isinstance(v, str): return None
+    if not v.strip(): return []
+    ms = [re.fullmatch(FAULTS[field][1], p.strip()) for p in v.split(',')]
+    if not all(ms): return None
+    items = [(int(m[1]), *map(float, m.groups()[1:])) for m in ms]
+    if field != 'join' and any(x[2] <= x[1] for x in items): return None
+    if field == 'straggle' and any(x[3] == 0 for x in items): return None
+    return items
+
+def _faults(field: str):
+    syntax, _, means = FAULTS[field]
+    return option('', lambda v: fault_items(field, v) is not None, f"'' or comma-separated {syntax}: {means}")
 
 @dataclass
 class AsyncConfig(DiLoCoConfig):
@@ -44,6 +67,10 @@ class AsyncConfig(DiLoCoConfig):
     shard_draw: str = one_of('sampled', 'sampled', 'pinned')   # each job's data shard: drawn by the paper's rule, or always the worker's own
     poly_threshold: int = integer(10, 0) # PolyThres drops pseudo-gradients staler than this
     dc_lambda: float = number(1.0, 0)    # lambda of delay compensation
+    budget: str = one_of('steps', 'steps', 'jobs')   # the run's end: 'steps', the paper's (arrived inner steps reach sync's); 'jobs': sync's count of jobs
+    straggle: str = _faults('straggle')  # e.g. '1@100-300x4': worker 1 four times slower from simulated second 100 to 300
+    join: str = _faults('join')          # e.g. '3@500': worker 3 starts at simulated second 500
+    fail: str = _faults('fail')          # e.g. '2@200-400': worker 2 down from 200 to 400 (its job in flight lost)
 
     def __post_init__(self):
         super().__post_init__()
@@ -60,9 +87,27 @@ class AsyncConfig(DiLoCoConfig):
                **{f: (getattr(self, f) > 0, f"0 {not_yet}") for f in ('prune', 'topk', 'error_feedback')},
                'drop_prob': (self.drop_prob > 0, "0: every pseudo-gradient arrives"),
                'schedule': (self.schedule != '', "'': every worker trains throughout"),
-               'engine': (self.engine != 'auto', "'auto': the asynchronous server runs on the simulator (torch.distributed is not built yet)")}
+               'engine': (self.engine != 'auto', "'auto': the asynchronous server runs on the simulator (torch.distributed is not built yet)"),
+               'fail': (self.fail != '' and self.method == 'sync', "'' with method = 'sync' (sync DiLoCo waits for every worker; "
+                                                                     "40_fault_tolerant is DiLoCo under failures)")}
         for name, (is_bad, allowed) in bad.items():
             if is_bad: raise ConfigError(f"AsyncConfig.{name} = {getattr(self, name)!r} is not allowed: expected {allowed}")
+        self._check_faults()
+
+    def _check_faults(self):
+        "Fault items name existing workers, each joins at most once, and a worker's failures start after it joined and after its previous one ended."
+        k, items = self.workers, {f: fault_items(f, getattr(self, f)) for f in FAULTS}
+        for f, xs in items.items():
+            if any(x[0] >= k for x in xs):
+                raise ConfigError(f"AsyncConfig.{f} = {getattr(self, f)!r} is not allowed with workers = {k}: expected workers 0 to {k - 1}")
+        joins = dict((w, t) for w, t in items['join'])
+        if len(joins) < len(items['join']):
+            raise ConfigError(f"AsyncConfig.join = {self.join!r} is not allowed: expected each worker at most once")
+        for w in range(k):
+            spans = sorted((a, b) for v, a, b in items['fail'] if v == w)
+            if any(a <= up for (a, _), up in zip(spans, [joins.get(w, -math.inf)] + [b for _, b in spans])):
+                raise ConfigError(f"AsyncConfig.fail = {self.fail!r} is not allowed with join = {self.join!r}: expected worker {w}'s "
+                                  "failures to start after it joins and after its previous failure ends")
 
     @property
     def N(self) -> int: return self.workers if self.method == 'sync' else self.dn_buffer or self.workers
@@ -73,7 +118,7 @@ class AsyncConfig(DiLoCoConfig):
     @property
     def dylu(self) -> bool: return self.method in ('dylu', 'dn+dylu')
     @property
-    def arrivals(self) -> int: return self.rounds * self.workers   # the run's units: as many jobs as sync DiLoCo's rounds hold
+    def inner_budget(self) -> int: return self.rounds * self.H * self.workers   # sync DiLoCo's inner steps, all workers together
 
 # %% ../../nbs/distributed/50_async.ipynb #8b5f5ae2
 def speeds(cfg: AsyncConfig) -> list[float]:
@@ -157,6 +202,90 @@ class Buffered:
         self.outer.load_state_dict(state['outer']); self.count = state['count']
         self.buffer = None if state['buffer'] is None else state['buffer'].to(self.outer.params.device)
 
+# %% ../../nbs/distributed/50_async.ipynb #5712817e
+_CLOCK_STATE = ('now', 'opened', 'jobs', 'waiting', 'shard_steps', 'pulls', 'done', 'lost', 'next_event')
+
+class Clock:
+    "The simulated clock of `cfg`'s devices: who pulls, computes and arrives when, on which shard; no training, so a copy can run ahead."
+    def __init__(self, cfg: AsyncConfig, speeds: list[float], steps: list[int], sizes: list[int], wire: float):
+        self.cfg, self.speeds, self.steps, self.sizes, self.wire = cfg, speeds, steps, sizes, wire   # wire: one transfer's seconds
+        self.slow = [[(a, b, f) for v, a, b, f in fault_items('straggle', cfg.straggle) if v == w] for w in range(cfg.workers)]
+        self.joins = dict(fault_items('join', cfg.join))
+        fails = [e for w, a, b in fault_items('fail', cfg.fail) for e in ((a, 'fail', w), (b, 'return', w))]
+        self.events = sorted([(t, 'join', w) for w, t in self.joins.items()] + fails, key=lambda e: (e[0], e[1] != 'fail', e[2]))
+        self.now, self.opened = 0.0, 0.0                  # simulated seconds; when the first waiting worker arrived
+        self.jobs, self.waiting = {}, []                  # {worker: its job in flight}; arrived, not pulled yet
+        self.shard_steps, self.pulls = [0] * cfg.workers, 0   # each shard's inner steps assigned (its progress); pulls so far
+        self.done, self.lost, self.next_event = 0, 0, 0   # inner steps arrived, and lost to failures; events played
+
+    def start(self) -> list[int]:
+        "Time 0: every worker that does not join later pulls."
+        return [self.pull(w) for w in range(self.cfg.workers) if w not in self.joins]
+
+    def pull(self, w: int) -> int:
+        "Worker `w` pulls now and starts a job of its local steps on a shard; when it will arrive. Returns `w`."
+        n, d = self.steps[w], self.shard(w)
+        self.jobs[w] = {'shard': d, 'start': self.shard_steps[d], 'steps': n, 'pulled': self.now,
+                        'arrives': self.finish(w, self.now + self.wire, n) + self.wire}
+        self.shard_steps[d] += n; self.pulls += 1
+        return w
+
+    def shard(self, w: int) -> int:
+        "The shard worker `w`'s next job trains on: its own if pinned, else drawn by `sample_shard`, seeded by `seed` and the pulls so far."
+        if self.cfg.shard_draw == 'pinned': return w
+        return sample_shard(self.sizes, self.shard_steps, random.Random(f'{self.cfg.seed}:{self.pulls}').random())
+
+    def finish(self, w: int, t: float, n: int) -> float:
+        "When worker `w`, starting at `t`, has done `n` inner steps: at its speed, divided by the factors of the straggle windows it is in."
+        left, windows = float(n), self.slow[w]
+        for end in sorted({x for a, b, _ in windows for x in (a, b) if x > t}) + [math.inf]:
+            rate = self.speeds[w] / math.prod(f for a, b, f in windows if a <= t < b)
+            if left <= rate * (end - t): return t + left / rate
+            left, t = left - rate * (end - t), end
+
+# %% ../../nbs/distributed/50_async.ipynb #0e2b3d2b
+@patch
+def due(self: Clock) -> float:
+    "When the next job in flight arrives (inf if none)."
+    return min((j['arrives'] for j in self.jobs.values()), default=math.inf)
+
+@patch
+def next(self: Clock) -> tuple[int, dict, list[int], list[int]]:
+    "Run to the next arrival: its worker and job; the workers that pulled on the way (joining, returning, or released when a failure took the arrival they waited for), and those whose job a failure lost."
+    pulled, lost = [], []
+    while self.next_event < len(self.events) and self.events[self.next_event][0] < self.due():
+        self.now, kind, w = self.events[self.next_event]; self.next_event += 1
+        if kind != 'fail': pulled.append(self.pull(w)); continue
+        if w in self.jobs: self.lost += self.jobs.pop(w)['steps']; lost.append(w)
+        if w in self.waiting: self.waiting.remove(w)
+        pulled += self.release()
+    w = min(self.jobs, key=lambda v: (self.jobs[v]['arrives'], v))
+    job = self.jobs.pop(w)
+    if not self.waiting: self.opened = job['arrives']
+    self.now = job['arrives']; self.waiting.append(w); self.done += job['steps']
+    return w, job, pulled, lost
+
+@patch
+def release(self: Clock) -> list[int]:
+    "The waiting workers that pull now, together: under sync once all k have arrived, else once no arrival is due within `grace` of the first waiting one."
+    c = self.cfg
+    if not (len(self.waiting) == c.workers if c.method == 'sync' else self.due() > self.opened + c.grace): return []
+    pulled, self.waiting = self.waiting, []
+    return [self.pull(w) for w in pulled]
+
+@patch
+def count(self: Clock, budget: int) -> int:
+    "The arrivals it takes until the inner steps of arrived jobs reach `budget`, counted on a copy."
+    sim, n = copy.deepcopy(self), 0
+    while sim.done < budget: sim.next(); sim.release(); n += 1
+    return n
+
+@patch
+def state_dict(self: Clock) -> dict: return {k: getattr(self, k) for k in _CLOCK_STATE}
+@patch
+def load_state_dict(self: Clock, state: dict):
+    for k in _CLOCK_STATE: setattr(self, k, state[k])
+
 # %% ../../nbs/distributed/50_async.ipynb #4c2ac405
 class AsyncLocalSGD(DiLoCo):
     "Asynchronous Local-SGD on a simulated clock: DiLoCo's workers and a server that applies each pseudo-gradient on arrival by `cfg.method`; one unit per arrival."
@@ -169,17 +298,14 @@ class AsyncLocalSGD(DiLoCo):
                               "the asynchronous server over torch.distributed is not built yet")
         self.speeds = speeds(cfg)                                 # inner steps per simulated second
         self.local_steps = local_steps(self.speeds, cfg.H, cfg.dylu)
-        self.clock, self.version = 0.0, 0                         # simulated seconds; server updates so far
-        self.jobs, self.queue = {}, []                            # {worker: its job in flight}; their (arrival time, worker) heap
-        self.shard_steps, self.pulls = [0] * cfg.workers, 0       # each shard's inner steps assigned so far (its progress); pulls so far
-        self.waiting, self.opened = [], 0.0                       # arrived, not yet pulled; when the first of them arrived
+        self.version = 0                                          # server updates so far
         super().__init__(cfg, comm, run_dir, data, progress)
-        if self.record: self.record.log('speeds', step=self.logged_step, speeds=self.speeds, local_steps=self.local_steps)
+        if self.record: self.record.log('speeds', step=self.logged_step, speeds=self.speeds, local_steps=self.local_steps, arrivals=self.arrivals)
 
     @property
     def position(self) -> int: return self.round               # arrivals done
     @property
-    def total(self) -> int: return self.cfg.arrivals
+    def total(self) -> int: return self.arrivals
     @property
     def logged_step(self) -> int: return self.round
     @property
@@ -197,41 +323,32 @@ class AsyncLocalSGD(DiLoCo):
         return Buffered(super()._outer_optimizer(), c.N) if c.buffered else super()._outer_optimizer()
 
     def open_record(self, run_dir, config):
-        "Every worker pulls the initial parameters at time 0; then the record opens (a checkpoint in it replaces all of this)."
-        self.shard_batches = [self.workers[i].batches for i in range(self.cfg.workers)]   # shard i's batches: worker i's in DiLoCo
-        for w in self.comm.workers: self._pull(w)
+        "The clock starts (the workers present pull the initial parameters at time 0) and a copy of it counts the run's arrivals; then the record opens (a checkpoint in it replaces the clock's state)."
+        c = self.cfg
+        self.shard_batches = [self.workers[i].batches for i in range(c.workers)]   # shard i's batches: worker i's in DiLoCo
+        self.clock = Clock(c, self.speeds, self.local_steps, [int(s) for s in self.weights], transfer_time(self.comm.network, self.nbytes))
+        self._pull(self.clock.start())
+        self.arrivals = c.rounds * c.workers if c.budget == 'jobs' else self.clock.count(c.inner_budget)   # the run's length, known up front
         super().open_record(run_dir, config)
 
 # %% ../../nbs/distributed/50_async.ipynb #50d4f5ea
 @patch
-def _shard(self: AsyncLocalSGD, w: int) -> int:
-    "The shard worker `w`'s next job trains on: its own if pinned, else drawn by `sample_shard`, seeded by `seed` and the pulls so far."
-    if self.cfg.shard_draw == 'pinned': return w
-    return sample_shard([int(s) for s in self.weights], self.shard_steps, random.Random(f'{self.cfg.seed}:{self.pulls}').random())
+def _pull(self: AsyncLocalSGD, ws: list[int]):
+    "Workers `ws` pulled on the clock: each takes the server's parameters and notes its version (one transfer each, in the ledger)."
+    for w in ws:
+        self.workers[w].load(self.theta); self.clock.jobs[w]['version'] = self.version
+        self.ledger.record('pull', worker=w, raw={w: self.nbytes}, sent={w: self.nbytes}, sim_time=self.clock.wire)
 
 @patch
-def _pull(self: AsyncLocalSGD, w: int):
-    "Worker `w` takes the server's parameters now and starts a job of its local steps on a shard; its arrival joins the queue."
-    n, wire, d = self.local_steps[w], transfer_time(self.comm.network, self.nbytes), self._shard(w)
-    self.workers[w].load(self.theta)
-    self.jobs[w] = {'version': self.version, 'shard': d, 'start': self.shard_steps[d], 'steps': n, 'pulled': self.clock,
-                    'arrives': self.clock + wire + n / self.speeds[w] + wire}
-    self.shard_steps[d] += n; self.pulls += 1
-    heapq.heappush(self.queue, (self.jobs[w]['arrives'], w))
-    self.ledger.record('pull', worker=w, raw={w: self.nbytes}, sent={w: self.nbytes}, sim_time=wire)
-
-@patch
-def _arrive(self: AsyncLocalSGD) -> tuple[int, dict, torch.Tensor, torch.Tensor, torch.Tensor]:
-    "The next arrival: its worker, its job, the losses of the job's inner steps (run now on its shard), its pseudo-gradient scaled by the shard's `scale`, and the parameters the worker pulled."
-    _, w = heapq.heappop(self.queue)
-    job, worker = self.jobs.pop(w), self.workers[w]
-    if not self.waiting: self.opened = job['arrives']
-    self.clock = job['arrives']; self.waiting.append(w)
+def _run_job(self: AsyncLocalSGD, w: int, job: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    "Worker `w` runs its `job` now, on the job's shard: the inner steps' losses, its pseudo-gradient scaled by the shard's `scale`, the parameters it pulled, and the wall seconds of the inner steps."
+    worker = self.workers[w]
     pulled, worker.batches = worker.params, self.shard_batches[job['shard']]
+    t0 = time.perf_counter()
     losses = worker.train(job['start'], job['steps'])
-    self.ledger.record('pseudo_gradient', worker=w, raw={w: self.nbytes}, sent={w: self.nbytes},
-                       sim_time=transfer_time(self.comm.network, self.nbytes))
-    return w, job, losses, (pulled - worker.params) * self.scale[job['shard']], pulled
+    seconds = time.perf_counter() - t0
+    self.ledger.record('pseudo_gradient', worker=w, raw={w: self.nbytes}, sent={w: self.nbytes}, sim_time=self.clock.wire)
+    return losses, (pulled - worker.params) * self.scale[job['shard']], pulled, seconds
 
 # %% ../../nbs/distributed/50_async.ipynb #af380a5c
 @patch
@@ -243,52 +360,45 @@ def _serve(self: AsyncLocalSGD, g: torch.Tensor, staleness: int, pulled: torch.T
     moved = self.outer.step(g if c.delayed or c.buffered else g / c.workers)
     return moved if c.buffered else True
 
-@patch
-def _release(self: AsyncLocalSGD) -> list[int]:
-    "The waiting workers that pull now, together: under sync once all k have arrived, else once no arrival is due within `grace` of the first waiting one."
-    c = self.cfg
-    due = len(self.waiting) == c.workers if c.method == 'sync' else not self.queue or self.queue[0][0] > self.opened + c.grace
-    if not due: return []
-    pulled, self.waiting = self.waiting, []
-    for w in pulled: self._pull(w)
-    return pulled
-
 # %% ../../nbs/distributed/50_async.ipynb #87ebbb92
 @patch
 def advance(self: AsyncLocalSGD) -> list[tuple[str, dict]]:
     "One arrival, served; its `arrival` row, and every k arrivals (and at the end) the server's eval loss and an `eval` row."
     t0 = time.perf_counter()
-    w, job, losses, g, pulled = self._arrive()
+    w, job, joined, lost = self.clock.next()
+    self._pull(joined)
+    losses, g, pulled, train_time = self._run_job(w, job)
     staleness = self.version - job['version']                 # server updates since the worker pulled
     self.version += self._serve(g, staleness, pulled)
     self.round += 1
-    pulled = self._release()
-    row = {'step': self.round, 'worker': w, 'shard': job['shard'], 'sim_time': self.clock, 'staleness': staleness, 'updates': self.version,
+    released = self.clock.release()
+    self._pull(released)
+    row = {'step': self.round, 'worker': w, 'shard': job['shard'], 'sim_time': self.clock.now, 'staleness': staleness, 'updates': self.version,
            'inner_steps': job['steps'], 'first_step': job['start'], 'inner_loss': float(losses.mean()),
-           'outer_grad_norm': float(g.norm()), 'pulled': pulled}
+           'outer_grad_norm': float(g.norm()), 'pulled': released, 'joined': joined, 'lost': lost, 'train_time': train_time}
     rows = [('arrival', row)]
     if self.round % self.cfg.workers == 0 or self.round == self.total:
+        t1 = time.perf_counter()
         row['eval_loss'] = self.evaluate()
+        row['eval_time'] = time.perf_counter() - t1
         rows.append(('eval', {'step': self.round, 'loss': self.eval_loss, 'ppl': math.exp(self.eval_loss),
-                              'sim_time': self.clock, 'updates': self.version}))
+                              'sim_time': self.clock.now, 'updates': self.version}))
     row['wall_time'] = time.perf_counter() - t0
     return rows
 
 @patch
 def summary(self: AsyncLocalSGD) -> str:
     "One line on where the run stands: DiLoCo's, with the simulated time and the server updates."
-    return f"{DiLoCo.summary(self)}; {self.clock:.1f} simulated s, {self.version} server updates"
+    return f"{DiLoCo.summary(self)}; {self.clock.now:.1f} simulated s, {self.version} server updates"
 
 # %% ../../nbs/distributed/50_async.ipynb #0fb83a6d
-_SIM_STATE = ('clock', 'version', 'jobs', 'queue', 'waiting', 'opened', 'shard_steps', 'pulls')
-
 @patch
 def state_dict(self: AsyncLocalSGD) -> dict:
-    "DiLoCo's global state and the simulator's."
-    return {**DiLoCo.state_dict(self), **{k: getattr(self, k) for k in _SIM_STATE}}
+    "DiLoCo's global state, the server updates and the clock's."
+    return {**DiLoCo.state_dict(self), 'version': self.version, 'clock': self.clock.state_dict()}
 
 @patch
 def load_state_dict(self: AsyncLocalSGD, state: dict):
-    "Continue from a checkpoint: DiLoCo's state (workers included), then the simulator's."
+    "Continue from a checkpoint: DiLoCo's state (workers included), then the server updates and the clock."
     DiLoCo.load_state_dict(self, state)
-    for k in _SIM_STATE: setattr(self, k, state[k])
+    self.version = state['version']; self.clock.load_state_dict(state['clock'])
