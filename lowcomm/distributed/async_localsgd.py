@@ -18,7 +18,7 @@ from .diloco import DiLoCo, DiLoCoConfig
 
 # %% auto #0
 __all__ = ['METHODS', 'LEVELS', 'FAULTS', 'fault_items', 'AsyncConfig', 'speeds', 'local_steps', 'transfer_time', 'shard_probs',
-           'sample_shard', 'DelayedNesterov', 'baseline_rule', 'Buffered', 'Clock', 'AsyncLocalSGD']
+           'sample_shard', 'DelayedNesterov', 'baseline_rule', 'Buffered', 'scripted_events', 'Clock', 'AsyncLocalSGD']
 
 # %% ../../nbs/distributed/50_async.ipynb #6b966ec1
 METHODS = ('sync', 'async', 'dn', 'dylu', 'dn+dylu', 'poly', 'polythres', 'dc', 'fedbuff')
@@ -205,14 +205,19 @@ class Buffered:
 # %% ../../nbs/distributed/50_async.ipynb #5712817e
 _CLOCK_STATE = ('now', 'opened', 'jobs', 'waiting', 'shard_steps', 'pulls', 'done', 'lost', 'next_event')
 
+def scripted_events(join: str, fail: str) -> list[tuple[float, str, int]]:
+    "The schedules' joins, failures and returns as (simulated time, 'join' | 'fail' | 'return', worker), in the order they play: by time, failures first."
+    joins = [(t, 'join', w) for w, t in fault_items('join', join)]
+    fails = [e for w, a, b in fault_items('fail', fail) for e in ((a, 'fail', w), (b, 'return', w))]
+    return sorted(joins + fails, key=lambda e: (e[0], e[1] != 'fail', e[2]))
+
 class Clock:
     "The simulated clock of `cfg`'s devices: who pulls, computes and arrives when, on which shard; no training, so a copy can run ahead."
     def __init__(self, cfg: AsyncConfig, speeds: list[float], steps: list[int], sizes: list[int], wire: float):
         self.cfg, self.speeds, self.steps, self.sizes, self.wire = cfg, speeds, steps, sizes, wire   # wire: one transfer's seconds
         self.slow = [[(a, b, f) for v, a, b, f in fault_items('straggle', cfg.straggle) if v == w] for w in range(cfg.workers)]
         self.joins = dict(fault_items('join', cfg.join))
-        fails = [e for w, a, b in fault_items('fail', cfg.fail) for e in ((a, 'fail', w), (b, 'return', w))]
-        self.events = sorted([(t, 'join', w) for w, t in self.joins.items()] + fails, key=lambda e: (e[0], e[1] != 'fail', e[2]))
+        self.events = scripted_events(cfg.join, cfg.fail)
         self.now, self.opened = 0.0, 0.0                  # simulated seconds; when the first waiting worker arrived
         self.jobs, self.waiting = {}, []                  # {worker: its job in flight}; arrived, not pulled yet
         self.shard_steps, self.pulls = [0] * cfg.workers, 0   # each shard's inner steps assigned (its progress); pulls so far

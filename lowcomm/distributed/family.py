@@ -38,6 +38,7 @@ register_panels('diloco', 'streaming', 'eager')(lazy('lowcomm.distributed.panels
 register_kind(RunKind('async_localsgd', AsyncConfig, lambda cfg, run_dir: AsyncLocalSGD(cfg, run_dir=run_dir),
                       help='asynchronous Local-SGD (Liu et al. 2024) on a simulated clock: sync, async, dn, dylu, dn+dylu',
                       label=lambda c: f"async {c['method']} k={c['workers']} H={c['H']} {c['heterogeneity']}"))
+register_panels('async_localsgd')(lazy('lowcomm.distributed.async_panels', 'async_panels'))
 register_kind(RunKind('data_parallel', DataParallelConfig, lambda cfg, run_dir: DataParallel(cfg, communicator(cfg.workers), run_dir),
                       help='data parallel: k workers average their gradients every step (simulated here, or under torchrun)',
                       label=lambda c: f"data parallel k={c['workers']}"))
