@@ -29,8 +29,8 @@ def test_tiny_run(tmp_path):
     (['--join', '1'], "AsyncConfig.join = '1' is not allowed: expected '' or comma-separated W@TIME"),
     (['--fail', '5@1-2'], "AsyncConfig.fail = '5@1-2' is not allowed with workers = 2: expected workers 0 to 1"),
     (['--fail', '1@1-5,1@4-8'], "AsyncConfig.fail = '1@1-5,1@4-8' is not allowed with join = '': expected worker 1's failures to start after"),
-    (['--method', 'sync', '--fail', '1@1-5'], "AsyncConfig.fail = '1@1-5' is not allowed: expected '' with method = 'sync'"),
-], ids=['method', 'zero-speed', 'speed-count', 'shard-draw', 'budget', 'straggle', 'join', 'fail-worker', 'fail-overlap', 'fail-sync'])
+    (['--method', 'quorum', '--quorum', '3'], "AsyncConfig.quorum = 3 is not allowed with workers = 2: expected an integer from 1 to 2"),
+], ids=['method', 'zero-speed', 'speed-count', 'shard-draw', 'budget', 'straggle', 'join', 'fail-worker', 'fail-overlap', 'quorum'])
 def test_bad_settings_one_line(tmp_path, flags, says):
     r = lowcomm('async_localsgd', '--run_dir', tmp_path/'run', *TINY, *flags, cwd=tmp_path, timeout=120)
     assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr

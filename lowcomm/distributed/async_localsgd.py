@@ -18,10 +18,11 @@ from .diloco import DiLoCo, DiLoCoConfig
 
 # %% auto #0
 __all__ = ['METHODS', 'LEVELS', 'FAULTS', 'fault_items', 'AsyncConfig', 'speeds', 'local_steps', 'transfer_time', 'shard_probs',
-           'sample_shard', 'DelayedNesterov', 'baseline_rule', 'Buffered', 'scripted_events', 'Clock', 'AsyncLocalSGD']
+           'sample_shard', 'DelayedNesterov', 'baseline_rule', 'Buffered', 'scripted_events', 'Clock', 'AsyncLocalSGD',
+           'Merged', 'goodput']
 
 # %% ../../nbs/distributed/50_async.ipynb #6b966ec1
-METHODS = ('sync', 'async', 'dn', 'dylu', 'dn+dylu', 'poly', 'polythres', 'dc', 'fedbuff')
+METHODS = ('sync', 'async', 'dn', 'dylu', 'dn+dylu', 'poly', 'polythres', 'dc', 'fedbuff', 'quorum')
 LEVELS = {'none': 1.0, 'slight': 1.5, 'moderate': 3.0, 'very': 10.0}   # heterogeneity: fastest / slowest speed a device can draw
 
 def _speeds_ok(v) -> bool:
@@ -62,6 +63,8 @@ class AsyncConfig(DiLoCoConfig):
                                 "positive speeds, one per worker (e.g. '1,1,0.5,0.25')")
     speed_seed: int = integer(0, 0)      # the draw of the devices' speeds at a level
     grace: float = number(0.0, 0)        # simulated seconds: workers arriving within it of the first waiting one share one model
+    grace_spacing: float = number(0.0, 0)   # adaptive grace: the window adds this many mean spacings of the last k arrivals
+    quorum: int = integer(1, 1)          # method 'quorum': the fewest pseudo-gradients the server merges into one update
     dn_buffer: int = integer(0, 0)       # N: pseudo-gradients per Delayed Nesterov momentum update or FedBuff step (0: workers)
     dn_c: float = number(0.0, 0, 1)      # c in [0, 1/N]: the share of the momentum applied on every arrival
     shard_draw: str = one_of('sampled', 'sampled', 'pinned')   # each job's data shard: drawn by the paper's rule, or always the worker's own
@@ -78,6 +81,9 @@ class AsyncConfig(DiLoCoConfig):
         if h not in LEVELS and len(h.split(',')) != self.workers:
             raise ConfigError(f"AsyncConfig.heterogeneity = {h!r} is not allowed with workers = {self.workers}: "
                               f"expected a level or {self.workers} comma-separated speeds, one per worker")
+        if self.quorum > self.workers:
+            raise ConfigError(f"AsyncConfig.quorum = {self.quorum} is not allowed with workers = {self.workers}: "
+                              f"expected an integer from 1 to {self.workers} (the server merges at least quorum pseudo-gradients per update)")
         if self.dn_c > 1 / self.N:
             raise ConfigError(f"AsyncConfig.dn_c = {self.dn_c} is not allowed with dn_buffer N = {self.N}: "
                               f"expected a number in [0, 1/N] = [0, {1 / self.N:g}]")
@@ -87,9 +93,7 @@ class AsyncConfig(DiLoCoConfig):
                **{f: (getattr(self, f) > 0, f"0 {not_yet}") for f in ('prune', 'topk', 'error_feedback')},
                'drop_prob': (self.drop_prob > 0, "0: every pseudo-gradient arrives"),
                'schedule': (self.schedule != '', "'': every worker trains throughout"),
-               'engine': (self.engine != 'auto', "'auto': the asynchronous server runs on the simulator (torch.distributed is not built yet)"),
-               'fail': (self.fail != '' and self.method == 'sync', "'' with method = 'sync' (sync DiLoCo waits for every worker; "
-                                                                     "40_fault_tolerant is DiLoCo under failures)")}
+               'engine': (self.engine != 'auto', "'auto': the asynchronous server runs on the simulator (torch.distributed is not built yet)")}
         for name, (is_bad, allowed) in bad.items():
             if is_bad: raise ConfigError(f"AsyncConfig.{name} = {getattr(self, name)!r} is not allowed: expected {allowed}")
         self._check_faults()
@@ -116,7 +120,9 @@ class AsyncConfig(DiLoCoConfig):
     @property
     def buffered(self) -> bool: return self.method in ('sync', 'fedbuff')   # the server steps once per N (sync: k) arrivals
     @property
-    def dylu(self) -> bool: return self.method in ('dylu', 'dn+dylu')
+    def dylu(self) -> bool: return self.method in ('dylu', 'dn+dylu', 'quorum')
+    @property
+    def need(self) -> int: return self.workers if self.method == 'sync' else self.quorum if self.method == 'quorum' else 1   # arrivals held before a release
     @property
     def inner_budget(self) -> int: return self.rounds * self.H * self.workers   # sync DiLoCo's inner steps, all workers together
 
@@ -203,7 +209,7 @@ class Buffered:
         self.buffer = None if state['buffer'] is None else state['buffer'].to(self.outer.params.device)
 
 # %% ../../nbs/distributed/50_async.ipynb #5712817e
-_CLOCK_STATE = ('now', 'opened', 'jobs', 'waiting', 'shard_steps', 'pulls', 'done', 'lost', 'next_event')
+_CLOCK_STATE = ('now', 'opened', 'jobs', 'waiting', 'shard_steps', 'pulls', 'done', 'lost', 'next_event', 'held', 'releases', 'recent')
 
 def scripted_events(join: str, fail: str) -> list[tuple[float, str, int]]:
     "The schedules' joins, failures and returns as (simulated time, 'join' | 'fail' | 'return', worker), in the order they play: by time, failures first."
@@ -218,10 +224,11 @@ class Clock:
         self.slow = [[(a, b, f) for v, a, b, f in fault_items('straggle', cfg.straggle) if v == w] for w in range(cfg.workers)]
         self.joins = dict(fault_items('join', cfg.join))
         self.events = scripted_events(cfg.join, cfg.fail)
-        self.now, self.opened = 0.0, 0.0                  # simulated seconds; when the first waiting worker arrived
+        self.now, self.opened = 0.0, 0.0                  # simulated seconds; when the arrivals held reached `cfg.need`
         self.jobs, self.waiting = {}, []                  # {worker: its job in flight}; arrived, not pulled yet
         self.shard_steps, self.pulls = [0] * cfg.workers, 0   # each shard's inner steps assigned (its progress); pulls so far
         self.done, self.lost, self.next_event = 0, 0, 0   # inner steps arrived, and lost to failures; events played
+        self.held, self.releases, self.recent = 0, 0, []  # arrivals since the last release; releases so far; the last k+1 arrival times
 
     def start(self) -> list[int]:
         "Time 0: every worker that does not join later pulls."
@@ -230,7 +237,7 @@ class Clock:
     def pull(self, w: int) -> int:
         "Worker `w` pulls now and starts a job of its local steps on a shard; when it will arrive. Returns `w`."
         n, d = self.steps[w], self.shard(w)
-        self.jobs[w] = {'shard': d, 'start': self.shard_steps[d], 'steps': n, 'pulled': self.now,
+        self.jobs[w] = {'shard': d, 'start': self.shard_steps[d], 'steps': n, 'pulled': self.now, 'releases': self.releases,
                         'arrives': self.finish(w, self.now + self.wire, n) + self.wire}
         self.shard_steps[d] += n; self.pulls += 1
         return w
@@ -266,16 +273,23 @@ def next(self: Clock) -> tuple[int, dict, list[int], list[int]]:
         pulled += self.release()
     w = min(self.jobs, key=lambda v: (self.jobs[v]['arrives'], v))
     job = self.jobs.pop(w)
-    if not self.waiting: self.opened = job['arrives']
     self.now = job['arrives']; self.waiting.append(w); self.done += job['steps']
+    self.held += 1; self.recent = (self.recent + [self.now])[-self.cfg.workers - 1:]
+    if self.held == self.cfg.need: self.opened = self.now
     return w, job, pulled, lost
 
 @patch
+def window(self: Clock) -> float:
+    "The grace window: `grace`, plus `grace_spacing` times the mean spacing of the last k arrivals (0 before two)."
+    r = self.recent
+    return self.cfg.grace + self.cfg.grace_spacing * ((r[-1] - r[0]) / (len(r) - 1) if len(r) > 1 else 0.0)
+
+@patch
 def release(self: Clock) -> list[int]:
-    "The waiting workers that pull now, together: under sync once all k have arrived, else once no arrival is due within `grace` of the first waiting one."
+    "The waiting workers that pull now, together, once `cfg.need` arrivals are held: under sync (all k) at once, else once no arrival is due within the grace `window` of the arrival that made them."
     c = self.cfg
-    if not (len(self.waiting) == c.workers if c.method == 'sync' else self.due() > self.opened + c.grace): return []
-    pulled, self.waiting = self.waiting, []
+    if self.held < c.need or (c.method != 'sync' and self.due() <= self.opened + self.window()): return []
+    pulled, self.waiting, self.held, self.releases = self.waiting, [], 0, self.releases + 1
     return [self.pull(w) for w in pulled]
 
 @patch
@@ -303,7 +317,7 @@ class AsyncLocalSGD(DiLoCo):
                               "the asynchronous server over torch.distributed is not built yet")
         self.speeds = speeds(cfg)                                 # inner steps per simulated second
         self.local_steps = local_steps(self.speeds, cfg.H, cfg.dylu)
-        self.version = 0                                          # server updates so far
+        self.version, self.merged = 0, 0                          # server updates so far; the clock's releases merged ('quorum')
         super().__init__(cfg, comm, run_dir, data, progress)
         if self.record: self.record.log('speeds', step=self.logged_step, speeds=self.speeds, local_steps=self.local_steps, arrivals=self.arrivals)
 
@@ -325,6 +339,7 @@ class AsyncLocalSGD(DiLoCo):
     def _outer_optimizer(self):
         c = self.cfg
         if c.delayed: return DelayedNesterov(self.theta, c.outer_lr, c.outer_momentum, c.N, c.dn_c)
+        if c.method == 'quorum': return Merged(super()._outer_optimizer())
         return Buffered(super()._outer_optimizer(), c.N) if c.buffered else super()._outer_optimizer()
 
     def open_record(self, run_dir, config):
@@ -338,10 +353,12 @@ class AsyncLocalSGD(DiLoCo):
 
 # %% ../../nbs/distributed/50_async.ipynb #50d4f5ea
 @patch
-def _pull(self: AsyncLocalSGD, ws: list[int]):
-    "Workers `ws` pulled on the clock: each takes the server's parameters and notes its version (one transfer each, in the ledger)."
+def _pull(self: AsyncLocalSGD, ws: list[int], jobs: dict | None = None):
+    "Workers `ws` pulled on the clock: each takes the server's parameters and notes its version in its job (in `jobs`, else the clock's jobs in flight); one transfer each, in the ledger."
     for w in ws:
-        self.workers[w].load(self.theta); self.clock.jobs[w]['version'] = self.version
+        job = (jobs or self.clock.jobs)[w]
+        self._merge(job['releases'])
+        self.workers[w].load(self.theta); job['version'] = self.version
         self.ledger.record('pull', worker=w, raw={w: self.nbytes}, sent={w: self.nbytes}, sim_time=self.clock.wire)
 
 @patch
@@ -357,13 +374,20 @@ def _run_job(self: AsyncLocalSGD, w: int, job: dict) -> tuple[torch.Tensor, torc
 
 # %% ../../nbs/distributed/50_async.ipynb #af380a5c
 @patch
-def _serve(self: AsyncLocalSGD, g: torch.Tensor, staleness: int, pulled: torch.Tensor) -> bool:
-    "Step the server with the pseudo-gradient `g` that just arrived: the baselines' rule on it, then Delayed Nesterov on it, the outer optimizer on its 1/k share (async), or (sync, FedBuff) on the buffer's mean. Whether the server moved."
+def _serve(self: AsyncLocalSGD, g: torch.Tensor, staleness: int, pulled: torch.Tensor, tokens: int) -> bool:
+    "Step the server with the pseudo-gradient `g` that just arrived, from a job of `tokens`: the baselines' rule on it, then Delayed Nesterov on it, the outer optimizer on its 1/k share (async), or (sync, FedBuff) on the buffer's mean; 'quorum' holds it for `_merge`. Whether the server moved."
     c = self.cfg
+    if c.method == 'quorum': return self.outer.hold(g, tokens)
     g = baseline_rule(c.method, g, staleness, self.theta - pulled if c.method == 'dc' else None, c.poly_threshold, c.dc_lambda)
     if g is None: return False                                     # dropped (PolyThres)
     moved = self.outer.step(g if c.delayed or c.buffered else g / c.workers)
     return moved if c.buffered else True
+
+@patch
+def _merge(self: AsyncLocalSGD, releases: int):
+    "Under 'quorum', one server update from the held pseudo-gradients once the clock has released `releases` times: before a pull, and after an arrival."
+    if self.cfg.method == 'quorum' and releases > self.merged: self.version += self.outer.merge()
+    self.merged = max(self.merged, releases)
 
 # %% ../../nbs/distributed/50_async.ipynb #87ebbb92
 @patch
@@ -371,15 +395,16 @@ def advance(self: AsyncLocalSGD) -> list[tuple[str, dict]]:
     "One arrival, served; its `arrival` row, and every k arrivals (and at the end) the server's eval loss and an `eval` row."
     t0 = time.perf_counter()
     w, job, joined, lost = self.clock.next()
-    self._pull(joined)
+    self._pull(joined, {**self.clock.jobs, w: job}); self._merge(self.clock.releases)   # the arrival's job may be one pulled on the way
     losses, g, pulled, train_time = self._run_job(w, job)
     staleness = self.version - job['version']                 # server updates since the worker pulled
-    self.version += self._serve(g, staleness, pulled)
+    tokens = job['steps'] * self.cfg.batch_size * self.cfg.seq_len
+    self.version += self._serve(g, staleness, pulled, tokens)
     self.round += 1
     released = self.clock.release()
-    self._pull(released)
+    self._pull(released); self._merge(self.clock.releases)
     row = {'step': self.round, 'worker': w, 'shard': job['shard'], 'sim_time': self.clock.now, 'staleness': staleness, 'updates': self.version,
-           'inner_steps': job['steps'], 'first_step': job['start'], 'inner_loss': float(losses.mean()),
+           'inner_steps': job['steps'], 'tokens': tokens, 'first_step': job['start'], 'inner_loss': float(losses.mean()),
            'outer_grad_norm': float(g.norm()), 'pulled': released, 'joined': joined, 'lost': lost, 'train_time': train_time}
     rows = [('arrival', row)]
     if self.round % self.cfg.workers == 0 or self.round == self.total:
@@ -399,11 +424,41 @@ def summary(self: AsyncLocalSGD) -> str:
 # %% ../../nbs/distributed/50_async.ipynb #0fb83a6d
 @patch
 def state_dict(self: AsyncLocalSGD) -> dict:
-    "DiLoCo's global state, the server updates and the clock's."
-    return {**DiLoCo.state_dict(self), 'version': self.version, 'clock': self.clock.state_dict()}
+    "DiLoCo's global state, the server updates, the releases merged and the clock's."
+    return {**DiLoCo.state_dict(self), 'version': self.version, 'merged': self.merged, 'clock': self.clock.state_dict()}
 
 @patch
 def load_state_dict(self: AsyncLocalSGD, state: dict):
     "Continue from a checkpoint: DiLoCo's state (workers included), then the server updates and the clock."
     DiLoCo.load_state_dict(self, state)
-    self.version = state['version']; self.clock.load_state_dict(state['clock'])
+    self.version, self.merged = state['version'], state['merged']; self.clock.load_state_dict(state['clock'])
+
+# %% ../../nbs/distributed/50_async.ipynb #5f20cc2e
+class Merged:
+    "Decoupled DiLoCo's token-weighted merge around the outer optimizer `outer`: hold each arriving pseudo-gradient with its job's tokens; `merge` steps `outer` with their token-weighted mean."
+    def __init__(self, outer):
+        self.outer, self.held, self.tokens = outer, None, 0   # held: the sum of tokens x pseudo-gradient
+
+    def hold(self, g: torch.Tensor, tokens: int) -> bool:
+        "Hold `g`, from a job of `tokens`; the server does not move yet (False)."
+        self.held = g * tokens if self.held is None else self.held + g * tokens
+        self.tokens += tokens
+        return False
+
+    def merge(self) -> bool:
+        "Step `outer` with the held pseudo-gradients' token-weighted mean and empty the hold. Whether the server moved."
+        if self.held is None: return False
+        self.outer.step(self.held / self.tokens); self.held, self.tokens = None, 0
+        return True
+
+    def state_dict(self) -> dict: return {'outer': self.outer.state_dict(), 'held': self.held, 'tokens': self.tokens}
+    def load_state_dict(self, state: dict):
+        self.outer.load_state_dict(state['outer']); self.tokens = state['tokens']
+        self.held = None if state['held'] is None else state['held'].to(self.outer.params.device)
+
+# %% ../../nbs/distributed/50_async.ipynb #8c30f9a8
+def goodput(rows: list[dict]) -> float:
+    "Useful inner steps per simulated second in a run's `arrival` rows: the steps of the arrivals a server update followed (at or after them), over the last one's simulated time."
+    before = [0] + [r['updates'] for r in rows[:-1]]                 # server updates before each arrival
+    useful = sum(r['inner_steps'] for r, b in zip(rows, before) if rows[-1]['updates'] > b)
+    return useful / rows[-1]['sim_time']
