@@ -209,7 +209,7 @@ class Buffered:
         self.buffer = None if state['buffer'] is None else state['buffer'].to(self.outer.params.device)
 
 # %% ../../nbs/distributed/50_async.ipynb #5712817e
-_CLOCK_STATE = ('now', 'opened', 'jobs', 'waiting', 'shard_steps', 'pulls', 'done', 'lost', 'next_event', 'held', 'releases', 'recent')
+_CLOCK_STATE = ('now', 'opened', 'jobs', 'waiting', 'parked', 'shard_steps', 'pulls', 'done', 'lost', 'next_event', 'held', 'releases', 'recent')
 
 def scripted_events(join: str, fail: str) -> list[tuple[float, str, int]]:
     "The schedules' joins, failures and returns as (simulated time, 'join' | 'fail' | 'return', worker), in the order they play: by time, failures first."
@@ -226,6 +226,7 @@ class Clock:
         self.events = scripted_events(cfg.join, cfg.fail)
         self.now, self.opened = 0.0, 0.0                  # simulated seconds; when the arrivals held reached `cfg.need`
         self.jobs, self.waiting = {}, []                  # {worker: its job in flight}; arrived, not pulled yet
+        self.parked = {}                                  # sync: {worker: releases} of those that failed while waiting for their round
         self.shard_steps, self.pulls = [0] * cfg.workers, 0   # each shard's inner steps assigned (its progress); pulls so far
         self.done, self.lost, self.next_event = 0, 0, 0   # inner steps arrived, and lost to failures; events played
         self.held, self.releases, self.recent = 0, 0, []  # arrivals since the last release; releases so far; the last k+1 arrival times
@@ -234,11 +235,11 @@ class Clock:
         "Time 0: every worker that does not join later pulls."
         return [self.pull(w) for w in range(self.cfg.workers) if w not in self.joins]
 
-    def pull(self, w: int) -> int:
-        "Worker `w` pulls now and starts a job of its local steps on a shard; when it will arrive. Returns `w`."
-        n, d = self.steps[w], self.shard(w)
-        self.jobs[w] = {'shard': d, 'start': self.shard_steps[d], 'steps': n, 'pulled': self.now, 'releases': self.releases,
-                        'arrives': self.finish(w, self.now + self.wire, n) + self.wire}
+    def pull(self, w: int, at: float | None = None) -> int:
+        "Worker `w` pulls now (or at time `at`) and starts a job of its local steps on a shard; when it will arrive. Returns `w`."
+        n, d, t = self.steps[w], self.shard(w), self.now if at is None else at
+        self.jobs[w] = {'shard': d, 'start': self.shard_steps[d], 'steps': n, 'pulled': t, 'releases': self.releases,
+                        'arrives': self.finish(w, t + self.wire, n) + self.wire}
         self.shard_steps[d] += n; self.pulls += 1
         return w
 
@@ -267,9 +268,14 @@ def next(self: Clock) -> tuple[int, dict, list[int], list[int]]:
     pulled, lost = [], []
     while self.next_event < len(self.events) and self.events[self.next_event][0] < self.due():
         self.now, kind, w = self.events[self.next_event]; self.next_event += 1
-        if kind != 'fail': pulled.append(self.pull(w)); continue
+        if kind != 'fail':
+            if self.parked.pop(w, None) == self.releases: self.waiting.append(w)   # sync: back before its round closed, it waits with it
+            else: pulled.append(self.pull(w))
+            continue
         if w in self.jobs: self.lost += self.jobs.pop(w)['steps']; lost.append(w)
-        if w in self.waiting: self.waiting.remove(w)
+        if w in self.waiting:
+            self.waiting.remove(w)
+            if self.cfg.method == 'sync': self.parked[w] = self.releases   # its arrival is held: the round still counts it
         pulled += self.release()
     w = min(self.jobs, key=lambda v: (self.jobs[v]['arrives'], v))
     job = self.jobs.pop(w)
@@ -286,11 +292,12 @@ def window(self: Clock) -> float:
 
 @patch
 def release(self: Clock) -> list[int]:
-    "The waiting workers that pull now, together, once `cfg.need` arrivals are held: under sync (all k) at once, else once no arrival is due within the grace `window` of the arrival that made them."
-    c = self.cfg
-    if self.held < c.need or (c.method != 'sync' and self.due() <= self.opened + self.window()): return []
+    "The waiting workers that pull together once `cfg.need` arrivals are held: under sync (all k) at once, else once no arrival is due within the grace `window` of the arrival that made them (at the window's close, if a job is in flight)."
+    c, closes = self.cfg, self.opened + self.window()
+    if self.held < c.need or (c.method != 'sync' and self.due() <= closes): return []
+    at = max(self.now, closes) if self.jobs else self.now   # a server cannot know nothing is coming: it waits out the window
     pulled, self.waiting, self.held, self.releases = self.waiting, [], 0, self.releases + 1
-    return [self.pull(w) for w in pulled]
+    return [self.pull(w, at) for w in pulled]
 
 @patch
 def count(self: Clock, budget: int) -> int:
@@ -405,7 +412,8 @@ def advance(self: AsyncLocalSGD) -> list[tuple[str, dict]]:
     self._pull(released); self._merge(self.clock.releases)
     row = {'step': self.round, 'worker': w, 'shard': job['shard'], 'sim_time': self.clock.now, 'staleness': staleness, 'updates': self.version,
            'inner_steps': job['steps'], 'tokens': tokens, 'first_step': job['start'], 'inner_loss': float(losses.mean()),
-           'outer_grad_norm': float(g.norm()), 'pulled': released, 'joined': joined, 'lost': lost, 'train_time': train_time}
+           'outer_grad_norm': float(g.norm()), 'pulled': released, 'joined': joined, 'lost': lost, 'train_time': train_time,
+           **({'released_at': self.clock.jobs[released[0]]['pulled']} if released else {})}   # the window's close, if the server waited
     rows = [('arrival', row)]
     if self.round % self.cfg.workers == 0 or self.round == self.total:
         t1 = time.perf_counter()

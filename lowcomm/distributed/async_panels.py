@@ -48,7 +48,7 @@ def timeline_panel(cfg: dict) -> Panel:
             for v in r.get('joined', []): since.setdefault(v, failed)   # not a join or return: released by a failure
             start = since.pop(w, None)
             if start is not None: bar(w, f'worker {w}', start, t, w, _colour(w))
-            for v in r.get('pulled', []): since[v] = t
+            for v in r.get('pulled', []): since[v] = r.get('released_at', t)
         p.push()
     def reset():
         since.clear(); since.update((w, 0.0) for w in range(k) if w not in {v for _, kind, v in script if kind == 'join'})
