@@ -1,6 +1,6 @@
 """The restart path under torchrun: one job per run directory (a second is refused, naming the holder), workers that die
 with their agent, stale temp files cleared by the next job, and a rank 0 killed mid-run handing the lock to its successor."""
-import os, signal, time
+import os, re, signal, time
 
 import torch
 
@@ -47,8 +47,9 @@ def test_killed_agent_takes_its_workers_along(tmp_path, torchrun):
     temps = [run_dir/'checkpoints'/f'.step-{saved + 1:08d}.pt.k2j1.tmp', run_dir/'checkpoints'/'workers'/f'.round-{saved + 1:06d}-worker1.pt.x9.tmp']
     for t in temps: t.write_bytes(b'\0' * 1000)                      # what writes killed midway leave
     out, _ = torchrun(cfg, run_dir).communicate(timeout=300)
-    assert f'removed 2 temp files (0.0 MB) left in {run_dir.resolve()} by interrupted writes' in out, out
-    assert not any(t.exists() for t in temps)
+    removed = re.search(rf'removed (\d+) temp files \([\d.]+ MB\) left in {re.escape(str(run_dir.resolve()))} by interrupted writes', out)
+    assert removed and int(removed[1]) >= 2, out                      # ours, and any the kill itself cut short
+    assert not any(t.exists() for t in temps) and not list(run_dir.rglob('*.tmp'))
     assert rec.status['state'] == 'finished', out
     rows_once(rec, cfg.rounds)
     assert [e['round'] for e in rec.metrics('start')] == [0, saved]
