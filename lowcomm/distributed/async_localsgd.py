@@ -14,6 +14,7 @@ from fastcore.basics import patch
 from ..core import ConfigError, integer, number, one_of, option
 from ..comm import Communicator, Network, SimComm
 from ..data import LMData
+from ..train import make_optimizer
 from .diloco import DiLoCo, DiLoCoConfig
 
 # %% auto #0
@@ -37,7 +38,7 @@ FAULTS = {   # field: (one item's syntax, its pattern, what it means)
     'straggle': ('W@START-ENDxFACTOR', rf'(\d+)@{_T}-{_T}x{_T}', 'worker W computes FACTOR > 0 times slower from simulated second START to END > START'),
     'join': ('W@TIME', rf'(\d+)@{_T}', 'worker W starts at simulated second TIME'),
     'fail': ('W@START-END', rf'(\d+)@{_T}-{_T}', 'worker W is down from simulated second START to END > START: its job in flight is lost, '
-             'and back up it pulls the server\'s model'),
+             'and back up, a new process, it pulls the server\'s model'),
 }
 
 def fault_items(field: str, v: str) -> list[tuple] | None:
@@ -230,6 +231,7 @@ class Clock:
         self.shard_steps, self.pulls = [0] * cfg.workers, 0   # each shard's inner steps assigned (its progress); pulls so far
         self.done, self.lost, self.next_event = 0, 0, 0   # inner steps arrived, and lost to failures; events played
         self.held, self.releases, self.recent = 0, 0, []  # arrivals since the last release; releases so far; the last k+1 arrival times
+        self.fresh = []                                   # the workers that started as a new process on the way to the last arrival
 
     def start(self) -> list[int]:
         "Time 0: every worker that does not join later pulls."
@@ -264,11 +266,12 @@ def due(self: Clock) -> float:
 
 @patch
 def next(self: Clock) -> tuple[int, dict, list[int], list[int]]:
-    "Run to the next arrival: its worker and job; the workers that pulled on the way (joining, returning, or released when a failure took the arrival they waited for), and those whose job a failure lost."
-    pulled, lost = [], []
+    "Run to the next arrival: its worker and job; the workers that pulled on the way (joining, returning, or released when a failure took the arrival they waited for), and those whose job a failure lost. `fresh` lists those that joined or returned: new processes."
+    pulled, lost, self.fresh = [], [], []
     while self.next_event < len(self.events) and self.events[self.next_event][0] < self.due():
         self.now, kind, w = self.events[self.next_event]; self.next_event += 1
         if kind != 'fail':
+            self.fresh.append(w)
             if self.parked.pop(w, None) == self.releases: self.waiting.append(w)   # sync: back before its round closed, it waits with it
             else: pulled.append(self.pull(w))
             continue
@@ -353,10 +356,14 @@ class AsyncLocalSGD(DiLoCo):
         "The clock starts (the workers present pull the initial parameters at time 0) and a copy of it counts the run's arrivals; then the record opens (a checkpoint in it replaces the clock's state)."
         c = self.cfg
         self.shard_batches = [self.workers[i].batches for i in range(c.workers)]   # shard i's batches: worker i's in DiLoCo
-        self.clock = Clock(c, self.speeds, self.local_steps, [int(s) for s in self.weights], transfer_time(self.comm.network, self.nbytes))
+        self.clock = self._make_clock()
         self._pull(self.clock.start())
         self.arrivals = c.rounds * c.workers if c.budget == 'jobs' else self.clock.count(c.inner_budget)   # the run's length, known up front
         super().open_record(run_dir, config)
+
+    def _make_clock(self) -> Clock:
+        "The clock that says who pulls and arrives when: the simulated one."
+        return Clock(self.cfg, self.speeds, self.local_steps, [int(s) for s in self.weights], transfer_time(self.comm.network, self.nbytes))
 
 # %% ../../nbs/distributed/50_async.ipynb #50d4f5ea
 @patch
@@ -365,8 +372,19 @@ def _pull(self: AsyncLocalSGD, ws: list[int], jobs: dict | None = None):
     for w in ws:
         job = (jobs or self.clock.jobs)[w]
         self._merge(job['releases'])
-        self.workers[w].load(self.theta); job['version'] = self.version
+        self._send(w, job); job['version'] = self.version
         self.ledger.record('pull', worker=w, raw={w: self.nbytes}, sent={w: self.nbytes}, sim_time=self.clock.wire)
+
+@patch
+def _send(self: AsyncLocalSGD, w: int, job: dict):
+    "Hand worker `w` the server's parameters for its `job`: here, load them into its model."
+    self.workers[w].load(self.theta)
+
+@patch
+def _restart(self: AsyncLocalSGD, w: int):
+    "Worker `w` is a new process (it joined, or came back from a failure): its inner optimizer starts over."
+    worker = self.workers[w]
+    worker.opt = make_optimizer(worker.model, self.cfg.lr, self.cfg.weight_decay)
 
 @patch
 def _run_job(self: AsyncLocalSGD, w: int, job: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
@@ -402,6 +420,7 @@ def advance(self: AsyncLocalSGD) -> list[tuple[str, dict]]:
     "One arrival, served; its `arrival` row, and every k arrivals (and at the end) the server's eval loss and an `eval` row."
     t0 = time.perf_counter()
     w, job, joined, lost = self.clock.next()
+    for v in self.clock.fresh: self._restart(v)
     self._pull(joined, {**self.clock.jobs, w: job}); self._merge(self.clock.releases)   # the arrival's job may be one pulled on the way
     losses, g, pulled, train_time = self._run_job(w, job)
     staleness = self.version - job['version']                 # server updates since the worker pulled
@@ -412,7 +431,7 @@ def advance(self: AsyncLocalSGD) -> list[tuple[str, dict]]:
     self._pull(released); self._merge(self.clock.releases)
     row = {'step': self.round, 'worker': w, 'shard': job['shard'], 'sim_time': self.clock.now, 'staleness': staleness, 'updates': self.version,
            'inner_steps': job['steps'], 'tokens': tokens, 'first_step': job['start'], 'inner_loss': float(losses.mean()),
-           'outer_grad_norm': float(g.norm()), 'pulled': released, 'joined': joined, 'lost': lost, 'train_time': train_time,
+           'outer_grad_norm': float(g.norm()), 'pulled': released, 'joined': joined, 'lost': lost, 'fresh': self.clock.fresh, 'train_time': train_time,
            **({'released_at': self.clock.jobs[released[0]]['pulled']} if released else {})}   # the window's close, if the server waited
     rows = [('arrival', row)]
     if self.round % self.cfg.workers == 0 or self.round == self.total:
