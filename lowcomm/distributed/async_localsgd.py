@@ -94,7 +94,7 @@ class AsyncConfig(DiLoCoConfig):
                **{f: (getattr(self, f) > 0, f"0 {not_yet}") for f in ('prune', 'topk', 'error_feedback')},
                'drop_prob': (self.drop_prob > 0, "0: every pseudo-gradient arrives"),
                'schedule': (self.schedule != '', "'': every worker trains throughout"),
-               'engine': (self.engine != 'auto', "'auto': the asynchronous server runs on the simulator (torch.distributed is not built yet)")}
+               'engine': (self.engine != 'auto', "'auto' (real processes: `lowcomm async_server` and `lowcomm async_worker`)")}
         for name, (is_bad, allowed) in bad.items():
             if is_bad: raise ConfigError(f"AsyncConfig.{name} = {getattr(self, name)!r} is not allowed: expected {allowed}")
         self._check_faults()
@@ -318,13 +318,13 @@ def load_state_dict(self: Clock, state: dict):
 # %% ../../nbs/distributed/50_async.ipynb #4c2ac405
 class AsyncLocalSGD(DiLoCo):
     "Asynchronous Local-SGD on a simulated clock: DiLoCo's workers and a server that applies each pseudo-gradient on arrival by `cfg.method`; one unit per arrival."
-    kind, unit = 'async_localsgd', 'arrival'
+    kind, unit, engines = 'async_localsgd', 'arrival', ('sim',)   # engines: the communicators it runs on
     def __init__(self, cfg: AsyncConfig, comm: Communicator | None = None, run_dir=None, data: LMData | None = None,
                  progress: bool = True):
         comm = comm or SimComm(cfg.workers)
-        if comm.engine != 'sim':
-            raise ConfigError(f"AsyncLocalSGD runs on the simulator's communicator, not {comm.engine!r}: "
-                              "the asynchronous server over torch.distributed is not built yet")
+        if comm.engine not in self.engines:
+            raise ConfigError(f"{type(self).__name__} runs on the communicators {self.engines}, not {comm.engine!r}: "
+                              "real processes are `AsyncServer` and `run_worker` (lowcomm.distributed.async_dist)")
         self.speeds = speeds(cfg)                                 # inner steps per simulated second
         self.local_steps = local_steps(self.speeds, cfg.H, cfg.dylu)
         self.version, self.merged = 0, 0                          # server updates so far; the clock's releases merged ('quorum')
@@ -361,9 +361,9 @@ class AsyncLocalSGD(DiLoCo):
         self.arrivals = c.rounds * c.workers if c.budget == 'jobs' else self.clock.count(c.inner_budget)   # the run's length, known up front
         super().open_record(run_dir, config)
 
-    def _make_clock(self) -> Clock:
-        "The clock that says who pulls and arrives when: the simulated one."
-        return Clock(self.cfg, self.speeds, self.local_steps, [int(s) for s in self.weights], transfer_time(self.comm.network, self.nbytes))
+    def _make_clock(self, kind: type[Clock] = Clock) -> Clock:
+        "The clock that says who pulls and arrives when: a `kind` (the simulated one, unless a subclass plays another)."
+        return kind(self.cfg, self.speeds, self.local_steps, [int(s) for s in self.weights], transfer_time(self.comm.network, self.nbytes))
 
 # %% ../../nbs/distributed/50_async.ipynb #50d4f5ea
 @patch
@@ -394,7 +394,6 @@ def _run_job(self: AsyncLocalSGD, w: int, job: dict) -> tuple[torch.Tensor, torc
     t0 = time.perf_counter()
     losses = worker.train(job['start'], job['steps'])
     seconds = time.perf_counter() - t0
-    self.ledger.record('pseudo_gradient', worker=w, raw={w: self.nbytes}, sent={w: self.nbytes}, sim_time=self.clock.wire)
     return losses, (pulled - worker.params) * self.scale[job['shard']], pulled, seconds
 
 # %% ../../nbs/distributed/50_async.ipynb #af380a5c
@@ -423,6 +422,7 @@ def advance(self: AsyncLocalSGD) -> list[tuple[str, dict]]:
     for v in self.clock.fresh: self._restart(v)
     self._pull(joined, {**self.clock.jobs, w: job}); self._merge(self.clock.releases)   # the arrival's job may be one pulled on the way
     losses, g, pulled, train_time = self._run_job(w, job)
+    self.ledger.record('pseudo_gradient', worker=w, raw={w: self.nbytes}, sent={w: self.nbytes}, sim_time=self.clock.wire)
     staleness = self.version - job['version']                 # server updates since the worker pulled
     tokens = job['steps'] * self.cfg.batch_size * self.cfg.seq_len
     self.version += self._serve(g, staleness, pulled, tokens)

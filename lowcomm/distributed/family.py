@@ -53,6 +53,24 @@ def _lighthouse(sub):
     g.add_argument('--join_timeout_ms', type=int, default=60_000, help='how long a quorum waits for a live replica that has not asked yet')
     g.set_defaults(fn=lazy('lowcomm.distributed.ft', 'cmd_lighthouse'))
 
+@register_command('async_server')
+def _async_server(sub):
+    from lowcomm.cli import add_config_flags
+    g = sub.add_parser('async_server', help="asynchronous Local-SGD's server over torch.distributed: worker processes push and pull with no barrier")
+    g.add_argument('--run_dir', type=Path, default=Path('runs/async_server'), help='run record (a new one: the server does not resume)')
+    g.add_argument('--bind', default='127.0.0.1:29620', help='HOST:PORT the workers reach (port 0: any free one; printed)')
+    add_config_flags(g, AsyncConfig)
+    g.set_defaults(fn=lazy('lowcomm.distributed.async_dist', 'cmd_async_server'))
+
+@register_command('async_worker')
+def _async_worker(sub):
+    g = sub.add_parser('async_worker', help='a worker process of `lowcomm async_server`: pulls, trains, pushes until the server says stop')
+    g.add_argument('--server', required=True, help="the server's HOST:PORT (it prints it when it starts)")
+    g.add_argument('--worker', type=int, required=True, help='the worker this process is: 0 to workers - 1')
+    g.add_argument('--slowdown', type=float, default=None, help='run this many times slower, >= 1 (default: the configured speeds, max v / v_w)')
+    g.add_argument('--timeout', type=float, default=60.0, help='seconds to wait for the server')
+    g.set_defaults(fn=lazy('lowcomm.distributed.async_dist', 'cmd_async_worker'))
+
 @register_command('chaos')
 def _chaos(sub):
     from lowcomm.cli import add_config_flags
