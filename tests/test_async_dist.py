@@ -46,7 +46,7 @@ def test_kill_and_restart_a_worker(tmp_path):
     workers = {w: start('async_worker', '--server', address, '--worker', w, cwd=tmp_path) for w in (0, 1)}
     wait_until(server, rec, lambda rows: len(rows) >= 4, 'four arrivals')
     workers[0].send_signal(signal.SIGKILL); workers[0].wait()
-    lost = lambda rows: next((i for i, r in enumerate(rows) if ['lost', 0] in r['events']), None)
+    lost = lambda rows: next((i for i, r in enumerate(rows) if ['lost', 0] in [e[:2] for e in r['events']]), None)
     wait_until(server, rec, lambda rows: lost(rows) is not None and len(rows) > lost(rows) + 1, 'arrival after the loss')
     workers[0] = start('async_worker', '--server', address, '--worker', 0, cwd=tmp_path)
     out, err = server.communicate(timeout=600)
@@ -55,7 +55,7 @@ def test_kill_and_restart_a_worker(tmp_path):
         said, why = p.communicate(timeout=120)
         assert p.returncode == 0 and re.fullmatch(rf'worker {w}: \d+ jobs\n', said), (w, said, why)
     rows = arrivals(rec)
-    events = [(i, e) for i, r in enumerate(rows) for e in r['events']]
+    events = [(i, e[:2]) for i, r in enumerate(rows) for e in r['events']]
     assert len(rows) == 40 and rec.status['state'] == 'finished', (len(rows), rec.status)
     at_loss = next(i for i, e in events if e == ['lost', 0])
     rejoined = next(i for i, e in events if e == ['join', 0] and i > at_loss)

@@ -87,11 +87,11 @@ class EventClock(Clock):
         raise NotImplementedError
 
     def next(self) -> tuple[int, dict, list[int], list[int]]:
-        "Play the joins (each handed its parameters at once, by `hand_off`) and lost workers up to the next arrival, noting them in `played`; the arrival's worker and job (with its `result`), nobody left to pull, and who was lost on the way."
+        "Play the joins (each handed its parameters at once, by `hand_off`) and lost workers up to the next arrival, noting them (kind, worker, time) in `played`; the arrival's worker and job (with its `result`), nobody left to pull, and who was lost on the way."
         lost, self.fresh, self.played = [], [], []
         while (e := self.event())[0] != 'arrival':
             kind, w, _ = e
-            self.played.append([kind, w])
+            self.played.append([kind, w, self.now])
             if kind == 'join': self.fresh.append(w); self.pull(w); self.hand_off(w)
             elif w in self.jobs: self.lost += self.jobs.pop(w)['steps']; lost.append(w)
         _, w, result = e
@@ -125,12 +125,11 @@ class NetClock(EventClock):
 class LoggedClock(EventClock):
     "A finished real run's events, played back from its `arrival` rows (`log`)."
     def start(self) -> list[int]:
-        self.played_back = iter([(kind, w, r) for r in self.log for kind, w in [*r['events'], ('arrival', r['worker'])]])
+        self.played_back = iter([e for r in self.log for e in [*r['events'], ('arrival', r['worker'], r['sim_time'])]])
         return super().start()
 
     def event(self):
-        kind, w, row = next(self.played_back)
-        self.now = row['sim_time']
+        kind, w, self.now = next(self.played_back)
         return kind, w, None
 
     def goes_on(self) -> bool: return bool(self.log[self.arrived - 1]['pulled'])
@@ -147,7 +146,7 @@ class ToldAsync(AsyncLocalSGD):
     def advance(self) -> list[tuple[str, dict]]:
         rows = super().advance()
         played = self.clock.played
-        rows[0][1].update(events=played, joined=[w for kind, w in played if kind == 'join'])
+        rows[0][1].update(events=played, joined=[w for kind, w, _ in played if kind == 'join'])
         return rows
 
 class AsyncServer(ToldAsync):
@@ -167,7 +166,6 @@ class AsyncServer(ToldAsync):
         self.channels = [threading.Thread(target=self._channel, args=(w,), daemon=True, name=f'async-channel-{w}') for w in range(cfg.workers)]
         for t in self.channels: t.start()
 
-    def checkpoint_due(self) -> bool: return self.round % self.cfg.workers == 0 or self.round == self.total
     def load_state_dict(self, state: dict):
         raise CheckpointError("the asynchronous server does not resume from a checkpoint: start it on a new run directory")
 

@@ -337,6 +337,9 @@ class AsyncLocalSGD(DiLoCo):
     def total(self) -> int: return self.arrivals
     @property
     def logged_step(self) -> int: return self.round
+    def checkpoint_due(self) -> bool:
+        "Every k arrivals (a sync round's worth), at the end, and where `fit` was asked to stop."
+        return self.round % self.cfg.workers == 0 or self.round in (self.total, self.until)
     @property
     def desc(self) -> str: return f'async {self.cfg.method} k={self.cfg.workers} H={self.cfg.H} {self.cfg.heterogeneity}'
     @property

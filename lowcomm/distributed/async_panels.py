@@ -45,6 +45,9 @@ def timeline_panel(cfg: dict) -> Panel:
         for r in _rows(rows, 'arrival', 'sim_time', 'worker'):
             t, w = r['sim_time'], r['worker']
             failed = play(t, list(r.get('lost', [])))
+            for kind, v, at in r.get('events', []):   # a real run's joins and losses, as they happened
+                if kind == 'join': since[v] = at
+                elif v in since: bar('lost', 'job lost to a failure', since.pop(v), at, v, 'rgba(214,39,40,0.6)')
             for v in r.get('joined', []): since.setdefault(v, failed)   # not a join or return: released by a failure
             start = since.pop(w, None)
             if start is not None: bar(w, f'worker {w}', start, t, w, _colour(w))
