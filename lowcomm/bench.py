@@ -12,13 +12,14 @@ import torch.distributed as dist
 
 from .core import ConfigError
 from .data import lm_data
+from .models import GPT, preset as preset_config
 from .train import TrainConfig, Trainer, make_optimizer
 from .distributed.diloco import DiLoCoConfig, DiLoCo, PlainDiLoCo
 from .distributed.ft import FaultTolerantDiLoCo, TorchftComm, lighthouse
 from .comm import DistComm, dist_env
 
 # %% auto #0
-__all__ = ['plain_steps', 'bench_throughput', 'bench_diloco']
+__all__ = ['plain_steps', 'bench_throughput', 'bench_path_inference', 'bench_diloco']
 
 # %% ../nbs/tools/20_bench.ipynb #9c452af1
 def _interleave(sides: dict, rounds: int, warmup: int = 1, sync=None) -> dict:
@@ -67,6 +68,26 @@ def bench_throughput(preset: str = 'small', batch_size: int = 16, steps: int = 1
             'steps_timed': rounds * steps, 'rounds': rounds, 'threads': torch.get_num_threads(),
             'lowcomm_tokens_per_s': rates['lowcomm'], 'plain_tokens_per_s': rates['plain'],
             **_ratios(times['plain'], times['lowcomm'])}   # equal tokens per round: rate ratio = plain time / lowcomm time
+
+# %% ../nbs/tools/20_bench.ipynb #6ec07045
+@torch.no_grad()
+def bench_path_inference(preset: str = 'small', grid: str = '2x4', batch_size: int = 16, steps: int = 10, rounds: int = 10) -> dict:
+    "Tokens/s of one DiPaCo path's forward pass, with and without its routing, against the dense model of a path's size; their ratios."
+    from lowcomm.modular.grid import ModuleGrid, grid_shape
+    from lowcomm.modular.routing import KMeansRouter
+    torch.manual_seed(0)
+    dense = GPT(preset_config(preset)).eval()
+    g = ModuleGrid(dense, grid_shape(grid)); path = g.path(g.n_paths - 1).eval()
+    router = KMeansRouter(torch.randn(g.n_paths, dense.config.d_model))
+    T = dense.config.seq_len
+    x = torch.randint(0, dense.config.vocab_size, (batch_size, T))
+    routed = lambda: (router.assign(dense.hidden(x[:, :32]).mean(1)), path(x))
+    times = _interleave({'path': lambda r: [path(x) for _ in range(steps)], 'dense': lambda r: [dense(x) for _ in range(steps)],
+                         'routed': lambda r: [routed() for _ in range(steps)]}, rounds)
+    tokens = rounds * steps * batch_size * T
+    return {'preset': preset, 'grid': grid, 'paths': g.n_paths, 'batch_size': batch_size, 'seq_len': T, 'threads': torch.get_num_threads(),
+            **{f'{k}_tokens_per_s': tokens / sum(v) for k, v in times.items()},
+            **_ratios(times['dense'], times['path']), 'routed_ratio': sum(times['dense']) / sum(times['routed'])}
 
 # %% ../nbs/tools/20_bench.ipynb #7d0e4a91
 def _clock(spent: dict, label: str, run, obj, name: str):

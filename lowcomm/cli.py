@@ -86,7 +86,10 @@ def _bench(sub):
     bd.add_argument('--compress', default='none', help="outer gradients in fp16, bf16, int8, int4 or int2: timed against uncompressed DiLoCo")
     bd.add_argument('--topk', type=float, default=0.0, help='the share of each outer gradient sent (0: all)')
     bd.add_argument('--error_feedback', '--error-feedback', type=float, default=0.0, help="error feedback's beta (0: none)")
-    for sp in (bt, bd):
+    bp = bsub.add_parser('dipaco', help="tokens/s of one DiPaCo path at inference (with and without its routing) vs the dense model of a path's size")
+    bp.add_argument('--grid', default='2x4', help="the grid, e.g. '2x4'"); bp.add_argument('--batch_size', type=int, default=16)
+    bp.add_argument('--steps', type=int, default=10, help='forward passes per timed chunk'); bp.add_argument('--rounds', type=int, default=10, help='interleaved chunks of each')
+    for sp in (bt, bd, bp):
         sp.add_argument('--json', action='store_true', help='one line of JSON')
         sp.add_argument('--preset', default='small'); sp.set_defaults(fn=cmd_bench)
 
@@ -94,6 +97,8 @@ def cmd_bench(args):
     from lowcomm import bench
     if args.bench == 'throughput':
         result = bench.bench_throughput(preset=args.preset, batch_size=args.batch_size, steps=args.steps, rounds=args.rounds)
+    elif args.bench == 'dipaco':
+        result = bench.bench_path_inference(preset=args.preset, grid=args.grid, batch_size=args.batch_size, steps=args.steps, rounds=args.rounds)
     else:
         result = bench.bench_diloco(preset=args.preset, H=args.H, rounds=args.rounds, nproc=args.nproc, batch_size=args.batch_size,
                                     collective=args.collective, engine=args.engine, compress=args.compress, topk=args.topk,

@@ -1,5 +1,5 @@
 "`lowcomm dipaco` as a user runs it: a tiny run with its record, and one-line errors for grids, routers and shards it cannot make."
-import json
+import json, re
 
 import pytest
 
@@ -17,6 +17,15 @@ def test_tiny_run(tmp_path):
     assert len(routing['shards']) == 4 and sum(routing['shards']) == 2 * len(sum(routing['domains'], [])) // 2
     assert [x['round'] for x in rows if x['event'] == 'round'] == [1, 2]
     assert all(set(x['outer_grad_norm']) == {'stem', 'L0M0', 'L0M1', 'L1M0', 'L1M1'} for x in rows if x['event'] == 'round')
+    ev = lowcomm('evaluate', tmp_path/'run', '--reroute', '0', '16', '--json', cwd=tmp_path, timeout=300)
+    assert ev.returncode == 0, ev.stderr
+    table = json.loads(ev.stdout)
+    last = [x for x in rows if x['event'] == 'eval'][-1]
+    assert set(table) == {'0', '16'} and abs(table['0']['loss'] - last['loss']) < 1e-5, (table, last)   # routed once: the run's own eval
+    gen = lowcomm('generate', tmp_path/'run', '--prompt', 'import ', '--tokens', '20', '--reroute', '8', cwd=tmp_path, timeout=300)
+    assert gen.returncode == 0 and gen.stdout.startswith('import ') and re.search(r'\[paths: \d, \d, \d\]', gen.stdout), gen.stdout + gen.stderr
+    bad = lowcomm('evaluate', tmp_path, cwd=tmp_path, timeout=120)
+    assert bad.returncode == 2 and 'is not a DiPaCo run directory' in bad.stderr, bad.stderr
 
 
 @pytest.mark.parametrize('flags, says', [

@@ -228,10 +228,10 @@ def advance(self: DiPaCo) -> list[tuple[str, dict]]:
 
 @patch
 def state_dict(self: DiPaCo) -> dict:
-    "The grid, the modules' outer optimizers, every path's worker, the early-stopping state and the routing (checked on resume)."
+    "The grid, the modules' outer optimizers, every path's worker, the early-stopping state, the routing (checked on resume) and the router (for inference)."
     return {'grid': self.grid.state_dict(), 'outer': {k: (o.params, o.state_dict()) for k, o in self.outer.items()},
             'workers': {p: w.state_dict() for p, w in self.workers.items()}, 'round': self.round, 'stopped': self.stopped,
-            'best': self.best, 'shards': self.shards, 'val_routes': self.val_routes}
+            'best': self.best, 'shards': self.shards, 'val_routes': self.val_routes, 'router': self.router.state_dict()}
 
 @patch
 def load_state_dict(self: DiPaCo, state: dict):

@@ -6,9 +6,31 @@
 __all__ = []
 
 # %% ../../nbs/modular/00_overview.ipynb #57a7240e
-from ..core import RunKind, register_kind
+from pathlib import Path
+
+from ..core import RunKind, lazy, register_command, register_kind
 from .dipaco import DiPaCo, DiPaCoConfig
 
 register_kind(RunKind('dipaco', DiPaCoConfig, lambda cfg, run_dir: DiPaCo(cfg, run_dir=run_dir),
                       help='DiPaCo (Douillard et al. 2024): a grid of modules, routed paths trained with DiLoCo inner steps, simulated here',
                       label=lambda c: f"dipaco {c['grid']} {c['router']} H={c['H']}"))
+
+@register_command('evaluate')
+def _evaluate(sub):
+    g = sub.add_parser('evaluate', help="a DiPaCo run's validation loss with one routed path per document (routed once, or every N tokens)")
+    g.add_argument('run_dir', type=Path, help='a DiPaCo run directory')
+    g.add_argument('--reroute', type=int, nargs='+', default=[0], help='route every N tokens (0: once per document); several give a table')
+    g.add_argument('--windows', type=int, default=None, help="windows of the model's length scored per document (default: the run's eval_batches)")
+    g.add_argument('--json', action='store_true', help='print JSON')
+    g.set_defaults(fn=lazy('lowcomm.modular.inference', 'cmd_evaluate'))
+
+@register_command('generate')
+def _generate(sub):
+    g = sub.add_parser('generate', help='sample text from a DiPaCo run: the prompt routed to one path (again every N tokens with --reroute)')
+    g.add_argument('run_dir', type=Path, help='a DiPaCo run directory')
+    g.add_argument('--prompt', default='', help='the text to continue')
+    g.add_argument('--tokens', type=int, default=100, help='tokens to sample')
+    g.add_argument('--reroute', type=int, default=0, help='route again every N tokens (0: once)')
+    g.add_argument('--temperature', type=float, default=1.0, help='> 0; lower is more conservative')
+    g.add_argument('--seed', type=int, default=0, help='the sampling seed')
+    g.set_defaults(fn=lazy('lowcomm.modular.inference', 'cmd_generate'))

@@ -9,7 +9,8 @@ import torch
 from ..core import ConfigError
 
 # %% auto #0
-__all__ = ['ROUTERS', 'Router', 'KMeansRouter', 'ProductKMeansRouter', 'DiscriminativeRouter', 'route_documents', 'domain_table']
+__all__ = ['ROUTERS', 'Router', 'KMeansRouter', 'ProductKMeansRouter', 'DiscriminativeRouter', 'route_documents', 'domain_table',
+           'router_from_state']
 
 # %% ../../nbs/modular/11_routing.ipynb #6b89ca70
 ROUTERS = ('kmeans', 'product_kmeans', 'discriminative')
@@ -109,3 +110,12 @@ def domain_table(shards: list[list[int]], domains: list[str]):
     import pandas as pd
     rows = [(p, domains[i]) for p, docs in enumerate(shards) for i in docs]
     return pd.crosstab(pd.Series([p for p, _ in rows], name='path'), pd.Series([d for _, d in rows], name='domain'))
+
+# %% ../../nbs/modular/11_routing.ipynb #26bbc580
+def router_from_state(state: dict) -> Router:
+    "The router a `state_dict` was taken from."
+    kinds = {cls.kind: cls for cls in (KMeansRouter, ProductKMeansRouter, DiscriminativeRouter)}
+    if state.get('kind') not in kinds: raise ConfigError(f"router kind {state.get('kind')!r} is unknown: expected one of {', '.join(map(repr, kinds))}")
+    router = kinds[state['kind']].__new__(kinds[state['kind']])
+    vars(router).update({k: v for k, v in state.items() if k != 'kind'})
+    return router
