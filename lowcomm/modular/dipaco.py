@@ -4,25 +4,26 @@
 
 # %% ../../nbs/modular/12_dipaco.ipynb #d7727c55
 from __future__ import annotations
-import math, time
+import math, random, time
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from fastcore.basics import patch
 
-from ..core import CheckpointError, ConfigError, Run, assign, flatten, integer, one_of, option
-from ..data import LMData, lm_data, tokenize
+from ..core import CheckpointError, ConfigError, Run, assign, flatten, integer, number, one_of, option
+from ..data import BatchSampler, LMData, lm_data, tokenize
 from ..outer import OuterOptimizer
 from ..models import preset
 from ..train import build_model, pick_device
-from ..distributed.diloco import DiLoCoConfig, Worker
+from ..distributed.diloco import DiLoCoConfig, Worker, worker_seed
 from ..distributed.shards import doc_features
 from .grid import ModuleGrid, grid_shape
-from .routing import ROUTERS, KMeansRouter, ProductKMeansRouter, route_documents
+from .routing import ROUTERS, DiscriminativeRouter, KMeansRouter, ProductKMeansRouter, best_path_labels, route_documents, router_from_state
 
 # %% auto #0
-__all__ = ['DiPaCoConfig', 'module_keys', 'path_keys', 'path_parts', 'module_parts', 'doc_batch', 'doc_loss', 'DiPaCo']
+__all__ = ['DiPaCoConfig', 'module_keys', 'path_keys', 'path_parts', 'module_parts', 'doc_batch', 'doc_loss', 'DiPaCo',
+           'hold_out']
 
 # %% ../../nbs/modular/12_dipaco.ipynb #dbd7d8df
 def _grid_ok(v) -> bool:
@@ -41,6 +42,7 @@ class DiPaCoConfig(DiLoCoConfig):
     balance: str = one_of('equal', 'equal', 'none')                 # shard sizes the router is matched to: equal, or as it finds them
     module_scale: str = one_of('sqrt', 'sqrt', 'none')              # a module's outer gradient times sqrt(paths through it), or not
     patience: int = integer(0, 0)                                   # rounds without a better validation loss before a path stops (0: never)
+    holdout: float = number(0.1, 0.01, 0.5)                         # discriminative: the share of training documents held out to label paths with
 
     def __post_init__(self):
         super().__post_init__()
@@ -50,8 +52,7 @@ class DiPaCoConfig(DiLoCoConfig):
                               f"levels that divides n_layer ({', '.join(str(d) for d in range(1, n_layer + 1) if n_layer % d == 0)}): a level is a run of whole blocks")
         if self.top > self.n_paths:
             raise ConfigError(f"DiPaCoConfig.top = {self.top} is not allowed with grid = {self.grid!r} ({self.n_paths} paths): expected 1 to {self.n_paths}")
-        not_yet = {'router': (self.router == 'discriminative', "'kmeans' or 'product_kmeans' (discriminative routing needs trained paths: not built into training yet)"),
-                   'compress': (self.compress != 'none', "'none' (modules' outer gradients travel whole)"),
+        not_yet = {'compress': (self.compress != 'none', "'none' (modules' outer gradients travel whole)"),
                    **{f: (getattr(self, f) > 0, '0 (not with DiPaCo)') for f in ('prune', 'topk', 'error_feedback', 'drop_prob')},
                    'schedule': (self.schedule != '', "'' (every path trains every round until it stops early)"),
                    'engine': (self.engine != 'auto', "'auto' (simulated paths in this process)")}
@@ -115,44 +116,73 @@ class DiPaCo(Run):
         self.cfg, self.progress, self.device = cfg, progress, pick_device(cfg.device)
         self.data = data or lm_data(cfg)
         tok, vocab = self.data.tokenizer, self.data.tokenizer.vocab_size
-        base = build_model(cfg, vocab).to(self.device)
-        self.grid = ModuleGrid(base, cfg.choices, cfg.top_level == 'per_path', cfg.embeddings).to(self.device)
-        self.router, self.shards, self.val_routes = self._route(base)
-        docs = self.data.train_docs
-        self.weights = [float(sum(len(docs[i].text) for i in s)) for s in self.shards]    # shard sizes, in characters
-        self.workers = {p: Worker(p, cfg, tokenize([docs[i] for i in s], tok), vocab, self.device) for p, s in enumerate(self.shards)}
-        seq = base.config.seq_len
+        self.base = build_model(cfg, vocab).to(self.device)                  # the router's features come from it, in training and at inference
+        self.grid = ModuleGrid(self.base, cfg.choices, cfg.top_level == 'per_path', cfg.embeddings).to(self.device)
+        self.train_docs, self.held_docs = hold_out(self.data.train_docs, cfg.holdout if cfg.router == 'discriminative' else 0.0, cfg.seed)
+        self.train_feats, self.val_feats = (doc_features(self.base, docs, tok, cfg.route_tokens) for docs in (self.train_docs, self.data.val_docs))
+        seq = self.base.config.seq_len
         self.val_batches = [doc_batch(tokenize([d], tok)[:-1], seq, cfg.eval_batches) for d in self.data.val_docs]
+        self.workers = {}                                                    # one per path, made by `_adopt`
+        self._adopt(self._first_router())
         self.keys = module_keys(self.grid)
         self.outer = {k: OuterOptimizer(flatten(_params(module_parts(self.grid, k))), cfg.outer_opt, cfg.outer_lr, cfg.outer_momentum) for k in self.keys}
         self.round, self.stopped, self.best, self.eval_loss = 0, {}, {}, None   # stopped: {path: round}; best: {path: (val loss, round, parameters)}
         self.open_record(run_dir, cfg)
-        if self.record:
-            self.record.log('routing', step=self.round, shards=[len(s) for s in self.shards], val=[r for r in self.val_routes],
-                            domains=[[docs[i].domain for i in s] for s in self.shards], modules={k: self._paths_through(k) for k in self.keys})
+        if self.record and self.round == 0: self.record.log('routing', step=0, **self._routing_row())
 
     @property
     def position(self) -> int: return self.round
     @property
     def total(self) -> int: return self.cfg.rounds
     @property
-    def n_paths(self) -> int: return self.grid.n_paths
+    def n_paths(self) -> int: return self.cfg.n_paths
     @property
     def desc(self) -> str: return f'DiPaCo {self.cfg.grid}'
+    @property
+    def switch_round(self) -> int: return max(1, self.cfg.rounds // 2)   # discriminative routing takes over after it
 
     def _paths_through(self, key: str) -> list[int]: return [p for p in range(self.n_paths) if key in path_keys(self.grid, p)]
 
 # %% ../../nbs/modular/12_dipaco.ipynb #1c5cb29c
+def hold_out(docs: list, share: float, seed: int) -> tuple[list, list]:
+    "`docs` split into those that train and a seeded `share` held out (in their original order)."
+    held = set(random.Random(seed).sample(range(len(docs)), round(share * len(docs))))
+    return [d for i, d in enumerate(docs) if i not in held], [d for i, d in enumerate(docs) if i in held]
+
 @patch
-def _route(self: DiPaCo, base) -> tuple:
-    "The router fit on the training documents' features (from `base`, their first `route_tokens` tokens), each path's training documents (top-`top`), and each validation document's path."
-    c, d, n = self.cfg, self.data, self.grid.n_paths
-    feats = doc_features(base, d.train_docs, d.tokenizer, c.route_tokens)
-    router = (KMeansRouter.fit(feats, n, c.seed) if c.router == 'kmeans' else ProductKMeansRouter.fit(feats, c.choices, c.seed))
-    if c.balance == 'equal': router.match_sizes(feats, [1] * n)
-    shards = route_documents(router, feats, n, c.top)
-    val = [ps[0] for ps in router.assign(doc_features(base, d.val_docs, d.tokenizer, c.route_tokens))]
-    return router, shards, val
+def _first_router(self: DiPaCo):
+    "The router of the start: k-means (also the discriminative router's first phase) or product k-means, on the training documents' features."
+    c, n = self.cfg, self.n_paths
+    router = ProductKMeansRouter.fit(self.train_feats, c.choices, c.seed) if c.router == 'product_kmeans' else KMeansRouter.fit(self.train_feats, n, c.seed)
+    return router.match_sizes(self.train_feats, [1] * n) if c.balance == 'equal' else router
+
+@patch
+def _adopt(self: DiPaCo, router):
+    "Route with `router` from now on: each path's training documents (top-`top`), their sizes, the workers' batches (the workers, the first time), and each validation document's path."
+    c, tok = self.cfg, self.data.tokenizer
+    self.router, self.shards = router, route_documents(router, self.train_feats, self.n_paths, c.top)
+    self.val_routes = [ps[0] for ps in router.assign(self.val_feats)]
+    self.weights = [float(sum(len(self.train_docs[i].text) for i in s)) for s in self.shards]   # shard sizes, in characters
+    for p, s in enumerate(self.shards):
+        tokens = tokenize([self.train_docs[i] for i in s], tok)
+        if p not in self.workers: self.workers[p] = Worker(p, c, tokens, tok.vocab_size, self.device)
+        else: self.workers[p].batches = BatchSampler(tokens, c.batch_size, self.base.config.seq_len, seed=worker_seed(c.seed, p))
+
+@patch
+def _routing_row(self: DiPaCo) -> dict:
+    "What the routing row of the record says: the router, each shard's size and documents' domains, the validation routes, each module's paths."
+    return {'router': self.router.kind, 'shards': [len(s) for s in self.shards], 'val': list(self.val_routes),
+            'domains': [[self.train_docs[i].domain for i in s] for s in self.shards], 'modules': {k: self._paths_through(k) for k in module_keys(self.grid)}}
+
+# %% ../../nbs/modular/12_dipaco.ipynb #4b234d0a
+@patch
+def _discriminative_router(self: DiPaCo):
+    "Each held-out document labelled with the path that scores it best now (`best_path_labels`); a classifier from its features to the label, biases matched to equal shards (or the present shards' sizes)."
+    c, tok, seq = self.cfg, self.data.tokenizer, self.base.config.seq_len
+    paths, batches = [self.grid.path(p) for p in range(self.n_paths)], [doc_batch(tokenize([d], tok)[:-1], seq, c.eval_batches) for d in self.held_docs]
+    losses = torch.tensor([[(lambda s, n: s / n)(*doc_loss(path, b)) for path in paths] for b in batches])
+    router = DiscriminativeRouter.fit(doc_features(self.base, self.held_docs, tok, c.route_tokens), best_path_labels(losses), self.n_paths, c.seed)
+    return router.match_sizes(self.train_feats, [1] * self.n_paths if c.balance == 'equal' else [len(s) for s in self.shards])
 
 # %% ../../nbs/modular/12_dipaco.ipynb #6d995b7b
 @patch
@@ -219,12 +249,15 @@ def advance(self: DiPaCo) -> list[tuple[str, dict]]:
     "One round, the paths' validation (and early stopping), the run's eval; its `round` and `eval` rows."
     t0 = time.perf_counter()
     x = self.run_round()
+    switched = self.cfg.router == 'discriminative' and self.round == self.switch_round
+    if switched: self._adopt(self._discriminative_router())
     val = self.path_losses()
     if self.cfg.patience: self._early_stop(val)
     loss = self.evaluate()
     row = {'round': self.round, 'step': self.round * self.cfg.H, **x, 'val_loss': val, 'stopped': dict(self.stopped),
            'eval_loss': loss, 'wall_time': time.perf_counter() - t0}
-    return [('round', row), ('eval', {'step': self.round * self.cfg.H, 'round': self.round, 'loss': loss, 'ppl': math.exp(loss)})]
+    return ([('routing', {'step': self.round * self.cfg.H, **self._routing_row()})] if switched else []) + \
+           [('round', row), ('eval', {'step': self.round * self.cfg.H, 'round': self.round, 'loss': loss, 'ppl': math.exp(loss)})]
 
 @patch
 def state_dict(self: DiPaCo) -> dict:
@@ -235,6 +268,8 @@ def state_dict(self: DiPaCo) -> dict:
 
 @patch
 def load_state_dict(self: DiPaCo, state: dict):
+    "Continue from a checkpoint: the routing of then (checked: the saved router must route as it did), the grid, optimizers, workers and early stopping."
+    if state['router']['kind'] != self.router.kind: self._adopt(router_from_state(state['router']))   # discriminative routing had taken over
     if state['shards'] != self.shards or state['val_routes'] != self.val_routes:
         raise CheckpointError("the documents route differently than when this run started (another machine or library version?): "
                               "resume it where it started, or start a new run directory")

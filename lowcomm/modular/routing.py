@@ -9,8 +9,8 @@ import torch
 from ..core import ConfigError
 
 # %% auto #0
-__all__ = ['ROUTERS', 'Router', 'KMeansRouter', 'ProductKMeansRouter', 'DiscriminativeRouter', 'route_documents', 'domain_table',
-           'router_from_state']
+__all__ = ['ROUTERS', 'Router', 'KMeansRouter', 'ProductKMeansRouter', 'DiscriminativeRouter', 'best_path_labels',
+           'route_documents', 'domain_table', 'router_from_state']
 
 # %% ../../nbs/modular/11_routing.ipynb #6b89ca70
 ROUTERS = ('kmeans', 'product_kmeans', 'discriminative')
@@ -92,6 +92,19 @@ class DiscriminativeRouter(Router):
         weight, intercept = torch.zeros(n_paths, features.shape[1], dtype=torch.float64), torch.full((n_paths,), -1e9, dtype=torch.float64)
         weight[seen], intercept[seen] = w, b
         return cls(weight, intercept)
+
+# %% ../../nbs/modular/11_routing.ipynb #bc067b27
+def best_path_labels(losses: torch.Tensor) -> list[int]:
+    "Each document's best path (lowest loss in the documents x paths table `losses`), except that a path best on no document takes the one where its regret is smallest (a document relabelled once at most)."
+    n_docs, n_paths = losses.shape
+    if n_docs < n_paths: raise ConfigError(f"{n_docs} held-out documents cannot label {n_paths} paths: expected at least one per path (raise holdout, or use more documents)")
+    labels, regret = losses.argmin(1).tolist(), losses - losses.min(1, keepdim=True).values
+    moved = set()
+    for p in range(n_paths):
+        if p in labels: continue
+        d = min((d for d in range(n_docs) if d not in moved and labels.count(labels[d]) > 1), key=lambda d: float(regret[d, p]))
+        labels[d] = p; moved.add(d)
+    return labels
 
 # %% ../../nbs/modular/11_routing.ipynb #9cd014a3
 def route_documents(router: Router, features: torch.Tensor, n_paths: int, top: int = 1) -> list[list[int]]:
