@@ -8,12 +8,13 @@ __all__ = []
 # %% ../../nbs/modular/00_overview.ipynb #57a7240e
 from pathlib import Path
 
-from ..core import RunKind, lazy, register_command, register_kind
+from ..core import RunKind, lazy, register_command, register_kind, register_panels
 from .dipaco import DiPaCo, DiPaCoConfig
 
 register_kind(RunKind('dipaco', DiPaCoConfig, lambda cfg, run_dir: DiPaCo(cfg, run_dir=run_dir),
                       help='DiPaCo (Douillard et al. 2024): a grid of modules, routed paths trained with DiLoCo inner steps, simulated here',
                       label=lambda c: f"dipaco {c['grid']} {c['router']} H={c['H']}"))
+register_panels('dipaco')(lazy('lowcomm.modular.panels', 'dipaco_panels'))
 
 @register_command('evaluate')
 def _evaluate(sub):
