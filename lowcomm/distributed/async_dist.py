@@ -4,7 +4,8 @@
 
 # %% ../../nbs/distributed/52_async_dist.ipynb #069bd160
 from __future__ import annotations
-import datetime, json, queue, threading, time
+import datetime, io, json, os, queue, socket, sys, threading, time
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -17,8 +18,8 @@ from .async_localsgd import AsyncConfig, AsyncLocalSGD, Clock
 
 # %% auto #0
 __all__ = ['REAL_METHODS', 'check_real', 'address', 'store_client', 'pair_group', 'send_job', 'recv_job', 'send_result',
-           'recv_result', 'EventClock', 'NetClock', 'LoggedClock', 'ToldAsync', 'AsyncServer', 'run_worker',
-           'AsyncReplay', 'replay', 'cmd_async_server', 'cmd_async_worker']
+           'recv_result', 'Hub', 'join_hub', 'send_obj', 'recv_obj', 'EventClock', 'NetClock', 'LoggedClock',
+           'ToldAsync', 'AsyncServer', 'run_worker', 'AsyncReplay', 'replay', 'cmd_async_server', 'cmd_async_worker']
 
 # %% ../../nbs/distributed/52_async_dist.ipynb #669343d8
 REAL_METHODS = ('async', 'dn', 'dylu', 'dn+dylu', 'poly', 'polythres', 'dc', 'fedbuff')
@@ -44,7 +45,18 @@ def address(a: str) -> tuple[str, int]:
 def store_client(a: str, timeout: float) -> dist.TCPStore:
     "A connection of this thread's own to the server's store at `a` ('HOST:PORT'): blocking waits on one connection shared by threads stall each other."
     host, port = address(a)
+    if not timeout > 0: raise ConfigError(f"timeout = {timeout} is not allowed: expected a number of seconds > 0")
+    _reachable(host, port, timeout, a)
     return dist.TCPStore(host, port, is_master=False, timeout=datetime.timedelta(seconds=timeout))
+
+def _reachable(host: str, port: int, timeout: float, a: str):
+    "Wait up to `timeout` seconds for a server to accept connections at (host, port); a one-line error if none does (the store's own failure prints C++ stacks)."
+    deadline = time.monotonic() + timeout
+    while True:
+        try: socket.create_connection((host, port), timeout=max(0.1, deadline - time.monotonic())).close(); return
+        except OSError:
+            if time.monotonic() >= deadline: raise ConfigError(f"no server answers at {a} (waited {timeout:g} s): start it first, or check the address") from None
+            time.sleep(0.1)
 
 def pair_group(store: dist.Store, worker: int, incarnation: int, rank: int, timeout: float) -> dist.ProcessGroup:
     "The two-process gloo group of the server (rank 0) and `worker`'s `incarnation`-th process (rank 1), on the server's store."
@@ -56,9 +68,9 @@ def send_job(pg, job: tuple | None):
     pg.send([head], 1, 0).wait()
     if job is not None: pg.send([job[3]], 1, 0).wait()
 
-def recv_job(pg, n: int) -> tuple | None:
-    "Worker: the next job (shard, first step, steps, `n` parameters), or None: stop."
-    head = torch.zeros(4, dtype=torch.int64); pg.recv([head], 0, 0).wait()
+def recv_job(pg, n: int, timeout: float = 3600.0) -> tuple | None:
+    "Worker: the next job (shard, first step, steps, `n` parameters), or None: stop; waiting at most `timeout` seconds for it."
+    head = torch.zeros(4, dtype=torch.int64); pg.recv([head], 0, 0).wait(datetime.timedelta(seconds=timeout))
     if not head[0]: return None
     theta = torch.empty(n); pg.recv([theta], 0, 0).wait()
     return (*head[1:].tolist(), theta)
@@ -68,11 +80,81 @@ def send_result(pg, loss: float, seconds: float, g: torch.Tensor):
     pg.send([torch.tensor([loss, seconds], dtype=torch.float64)], 0, 0).wait()
     pg.send([g.detach().to('cpu', torch.float32).contiguous()], 0, 0).wait()
 
-def recv_result(pg, n: int) -> tuple[float, float, torch.Tensor]:
-    "Server: a worker's mean inner loss, seconds and pseudo-gradient of `n` values."
+def recv_result(pg, n: int, timeout: float = 3600.0) -> tuple[float, float, torch.Tensor]:
+    "Server: a worker's mean inner loss, seconds and pseudo-gradient of `n` values, waiting at most `timeout` seconds for the job to end."
     head, g = torch.zeros(2, dtype=torch.float64), torch.empty(n)
-    pg.recv([head], 1, 0).wait(); pg.recv([g], 1, 0).wait()
+    pg.recv([head], 1, 0).wait(datetime.timedelta(seconds=timeout)); pg.recv([g], 1, 0).wait()
     return (*head.tolist(), g)
+
+# %% ../../nbs/distributed/52_async_dist.ipynb #ee1bcc47
+class Hub:
+    "The server's end of a star of worker processes: a TCPStore at `bind` holding `config`, a channel thread per worker slot serving its incarnations with `exchange(pg, job) -> result` (`stop(pg)` at the end), and their events in order."
+    def __init__(self, bind: str, slots: int, timeout: float, exchange, stop, config: dict):
+        host, port = address(bind)
+        try: self.store = dist.TCPStore(host, port, is_master=True, wait_for_workers=False, timeout=datetime.timedelta(seconds=timeout))
+        except dist.DistError as e:
+            raise ConfigError(f"bind = {bind!r} is not allowed: {str(e).splitlines()[0]}; expected a free HOST:PORT of this machine (port 0: any free one)") from None
+        self.store.set('config', json.dumps(config))
+        self.address, self.timeout, self.exchange, self.stop = f'{host}:{self.store.port}', timeout, exchange, stop
+        self.events, self.outbox, self.stopping = queue.SimpleQueue(), {w: queue.SimpleQueue() for w in range(slots)}, threading.Event()
+        self.connected = set()                                          # the slots whose worker is connected now
+        self.channels = [threading.Thread(target=self._channel, args=(w,), daemon=True, name=f'hub-channel-{w}') for w in range(slots)]
+
+    def start(self):
+        for t in self.channels: t.start()
+    def put(self, w: int, job): self.outbox[w].put(job)
+
+    def next_event(self, hint: str = '') -> tuple:
+        "The next ('join' | 'arrival' | 'lost', worker, result, when): as long as a worker is connected; else at most `timeout` seconds."
+        while True:
+            try: return self.events.get(timeout=self.timeout)
+            except queue.Empty:
+                if not self.connected: raise RuntimeError(f"no worker connected within timeout = {self.timeout:g} s{': ' + hint if hint else ''}") from None
+
+    def _report(self, kind: str, w: int, result=None):
+        (self.connected.add if kind == 'join' else self.connected.discard if kind == 'lost' else lambda w: None)(w)
+        self.events.put((kind, w, result, time.monotonic()))
+
+    def close(self):
+        "Tell every worker to stop (at its next hand-off) and wait a while for the channels."
+        self.stopping.set()
+        for q in self.outbox.values(): q.put(None)
+        for t in self.channels: t.join(self.timeout)
+
+    def _channel(self, w: int):
+        "Serve worker `w`'s newest announced incarnation (older ones that never finished announcing are skipped), until told to stop."
+        incarnation, store = 0, store_client(self.address, self.timeout)
+        while not self.stopping.is_set():
+            newest = store.add(f'incarnation/{w}', 0) - 1
+            if newest < incarnation or not store.check([f'hello/{w}/{newest}']): time.sleep(0.05); continue
+            incarnation = newest
+            try:
+                pg = pair_group(store, w, incarnation, 0, self.timeout)
+                self._report('join', w)
+                while (job := self.outbox[w].get()) is not None: self._report('arrival', w, self.exchange(pg, job))
+                self.stop(pg)
+                return
+            except RuntimeError:                 # the connection broke (gloo: closed by peer, or timed out)
+                self._report('lost', w)
+            incarnation += 1
+
+def join_hub(store: dist.Store, worker: int, timeout: float) -> dist.ProcessGroup:
+    "A worker process's side: take the next incarnation number of `worker`, announce it, and build the pair group with the hub."
+    incarnation = store.add(f'incarnation/{worker}', 1) - 1
+    store.set(f'hello/{worker}/{incarnation}', '1')
+    return pair_group(store, worker, incarnation, 1, timeout)
+
+def send_obj(pg, obj, peer: int):
+    "Send any `torch.save`-able object to rank `peer`: its size, then its bytes."
+    buf = io.BytesIO(); torch.save(obj, buf)
+    data = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
+    pg.send([torch.tensor([len(data)], dtype=torch.int64)], peer, 0).wait(); pg.send([data], peer, 0).wait()
+
+def recv_obj(pg, peer: int):
+    "An object `send_obj` sent from rank `peer` (tensors, numbers, strings, lists and dicts: loaded with weights_only)."
+    n = torch.zeros(1, dtype=torch.int64); pg.recv([n], peer, 0).wait()
+    data = torch.empty(int(n), dtype=torch.uint8); pg.recv([data], peer, 0).wait()
+    return torch.load(io.BytesIO(data.numpy().tobytes()), weights_only=True)
 
 # %% ../../nbs/distributed/52_async_dist.ipynb #f52daae3
 class EventClock(Clock):
@@ -108,17 +190,15 @@ class EventClock(Clock):
         return [self.pull(w) for w in pulled]
 
 class NetClock(EventClock):
-    "The real engine's clock: wall seconds since the server started; events from the workers' channels, in the order they happen."
+    "The real engine's clock: wall seconds since the server started; events from the server's `hub`, in the order they happen."
     def start(self) -> list[int]:
-        self.t0, self.events = time.monotonic(), queue.SimpleQueue()
+        self.t0 = time.monotonic()
         return super().start()
 
     def event(self):
-        try: e = self.events.get(timeout=self.cfg.timeout)
-        except queue.Empty:
-            raise RuntimeError(f"no worker arrived within timeout = {self.cfg.timeout} s: start them with `lowcomm async_worker --server ADDRESS --worker W`") from None
-        self.now = time.monotonic() - self.t0
-        return e
+        kind, w, result, at = self.hub.next_event(f"start the workers with `lowcomm async_worker --server {self.hub.address} --worker W`")
+        self.now = at - self.t0                                          # when the channel heard it, not when the server got to it
+        return kind, w, result
 
     def goes_on(self) -> bool: return self.arrived < self.cfg.rounds * self.cfg.workers
 
@@ -154,46 +234,34 @@ class AsyncServer(ToldAsync):
     engines, clock_kind = ('server',), NetClock
     def __init__(self, cfg: AsyncConfig, bind: str = '127.0.0.1:0', run_dir=None, data: LMData | None = None, progress: bool = True):
         check_real(cfg)
-        host, port = address(bind)
-        self.store = dist.TCPStore(host, port, is_master=True, wait_for_workers=False, timeout=datetime.timedelta(seconds=cfg.timeout))
-        self.store.set('config', json.dumps(cfg.to_dict()))
-        self.address = f'{host}:{self.store.port}'
-        self.outbox = {w: queue.SimpleQueue() for w in range(cfg.workers)}   # the jobs the server hands each channel (None: stop)
-        self.pulled_at, self.stopping = {}, threading.Event()                 # {worker: the parameters it pulled}
-        comm = SimComm(cfg.workers); comm.engine = 'server'
+        if run_dir is not None and (Path(run_dir)/'config.json').exists():
+            raise ConfigError(f"run_dir = {str(run_dir)!r} is not allowed: it holds a run already, and the server does not resume; expected a new run directory")
+        self.hub = Hub(bind, cfg.workers, cfg.timeout, self._exchange, lambda pg: send_job(pg, None), cfg.to_dict())
+        self.address, self.pulled_at = self.hub.address, {}                  # {worker: the parameters it pulled}
+        comm = SimComm(cfg.workers); comm.engine, comm.local_workers = 'server', []   # the workers train elsewhere
         super().__init__(cfg, comm, run_dir, data, progress)
         if self.record: self.record.log('server', step=0, address=self.address)
-        self.channels = [threading.Thread(target=self._channel, args=(w,), daemon=True, name=f'async-channel-{w}') for w in range(cfg.workers)]
-        for t in self.channels: t.start()
+        self.hub.start()
+
+    def _make_clock(self, kind=None) -> Clock:
+        clock = super()._make_clock(); clock.hub = self.hub
+        return clock
+
+    def _exchange(self, pg, job: tuple) -> tuple:
+        "One job on the wire: hand it over, wait for the worker's result."
+        send_job(pg, job)
+        return recv_result(pg, self.theta.numel(), self.cfg.job_timeout)
 
     def load_state_dict(self, state: dict):
         raise CheckpointError("the asynchronous server does not resume from a checkpoint: start it on a new run directory")
 
 # %% ../../nbs/distributed/52_async_dist.ipynb #a7febf9d
 @patch
-def _channel(self: AsyncServer, w: int):
-    "Worker `w`'s channel: for each incarnation that announces itself, a pair group; its join, its arrivals, and its loss when the connection breaks."
-    incarnation, events, store = 0, self.clock.events, store_client(self.address, self.cfg.timeout)
-    while not self.stopping.is_set():
-        if not store.check([f'hello/{w}/{incarnation}']): time.sleep(0.05); continue
-        try:
-            pg = pair_group(store, w, incarnation, 0, self.cfg.timeout)
-            events.put(('join', w, None))
-            while (job := self.outbox[w].get()) is not None:
-                send_job(pg, job)
-                events.put(('arrival', w, recv_result(pg, self.theta.numel())))
-            send_job(pg, None)
-            return
-        except RuntimeError:                 # the connection broke (gloo: closed by peer, or timed out)
-            events.put(('lost', w, None))
-        incarnation += 1
-
-@patch
 def _send(self: AsyncServer, w: int, job: dict):
-    "Hand worker `w`'s channel its `job` and the server's parameters."
+    "Hand worker `w` its `job` and the server's parameters, through the hub."
     theta = self.theta.detach().to('cpu', copy=True)
     self.pulled_at[w] = theta
-    self.outbox[w].put((job['shard'], job['start'], job['steps'], theta))
+    self.hub.put(w, (job['shard'], job['start'], job['steps'], theta))
 
 @patch
 def _run_job(self: AsyncServer, w: int, job: dict):
@@ -203,15 +271,13 @@ def _run_job(self: AsyncServer, w: int, job: dict):
 
 @patch
 def close(self: AsyncServer):
-    "Tell every worker to stop (at its next hand-off), wait a while for the channels, and close the run."
-    self.stopping.set()
-    for q in self.outbox.values(): q.put(None)
-    for t in self.channels: t.join(self.cfg.timeout)
+    "Stop the workers and the hub, and close the run."
+    self.hub.close()
     AsyncLocalSGD.close(self)
 
 # %% ../../nbs/distributed/52_async_dist.ipynb #849f7228
 def run_worker(server: str, worker: int, slowdown: float | None = None, data: LMData | None = None, timeout: float = 60.0) -> int:
-    "Worker `worker` of the server at `server` ('HOST:PORT'): pull, train, push until the server says stop; the jobs it did."
+    "Worker `worker` of the server at `server` ('HOST:PORT'): pull, train, push until the server says stop; the jobs it did. (It builds the simulator's k workers, to train any shard: k models.)"
     if slowdown is not None and not slowdown >= 1:
         raise ConfigError(f"slowdown = {slowdown} is not allowed: expected a number >= 1 (how many times slower than its device it runs)")
     store = store_client(server, timeout)
@@ -220,10 +286,8 @@ def run_worker(server: str, worker: int, slowdown: float | None = None, data: LM
         raise ConfigError(f"worker = {worker} is not allowed: expected 0 to {cfg.workers - 1} (the server runs {cfg.workers} workers)")
     sim = AsyncLocalSGD(cfg, data=data, progress=False)    # the same data, shards and workers: this process trains worker `worker`'s jobs
     slowdown = max(sim.speeds) / sim.speeds[worker] if slowdown is None else slowdown
-    incarnation = store.add(f'incarnation/{worker}', 1) - 1
-    store.set(f'hello/{worker}/{incarnation}', '1')
-    pg, jobs = pair_group(store, worker, incarnation, 1, cfg.timeout), 0
-    while (job := recv_job(pg, sim.theta.numel())) is not None:
+    pg, jobs = join_hub(store, worker, cfg.timeout), 0
+    while (job := recv_job(pg, sim.theta.numel(), cfg.job_timeout)) is not None:
         shard, start, steps, theta = job
         sim.workers[worker].load(theta)
         losses, g, _, seconds = sim._run_job(worker, {'shard': shard, 'start': start, 'steps': steps})
@@ -237,6 +301,8 @@ class AsyncReplay(ToldAsync):
     "The simulator replaying a real run's `arrival` rows `log`."
     clock_kind = LoggedClock
     def __init__(self, cfg: AsyncConfig, log: list[dict], data: LMData | None = None):
+        if len(log) != cfg.rounds * cfg.workers:
+            raise ConfigError(f"a replay needs a finished run: this one logged {len(log)} of its {cfg.rounds * cfg.workers} arrivals")
         self.log = log
         super().__init__(cfg, data=data, progress=False)
     def _make_clock(self, kind=None) -> Clock:
@@ -256,9 +322,18 @@ def cmd_async_server(args):
     from lowcomm.cli import config_from_args
     server = AsyncServer(config_from_args(AsyncConfig, args), args.bind, args.run_dir)
     print(f"serving at {server.address}: start the workers with `lowcomm async_worker --server {server.address} --worker W`", flush=True)
-    server.fit()
+    try: server.fit()
+    except BaseException as e:           # one line, the record marked failed; then out at once (gloo threads blocked in a receive abort a normal exit)
+        if server.record: server.record.set_status('failed', arrival=server.position, error=str(e).splitlines()[0] if str(e) else type(e).__name__)
+        print(f"lowcomm async_server: {type(e).__name__ if not str(e) else str(e).splitlines()[0]} (after {server.position} arrivals)", file=sys.stderr, flush=True)
+        sys.stdout.flush(); os._exit(130 if isinstance(e, KeyboardInterrupt) else 1)
     print(f"{server.summary()}; run record: {args.run_dir}")
     server.close()
 
 def cmd_async_worker(args):
-    print(f"worker {args.worker}: {run_worker(args.server, args.worker, args.slowdown, timeout=args.timeout)} jobs")
+    try: jobs = run_worker(args.server, args.worker, args.slowdown, timeout=args.timeout)
+    except RuntimeError as e:            # gloo or the store: the server went away, or a newer process took this worker's place
+        print(f"lowcomm async_worker: worker {args.worker} lost the server at {args.server} (its run ended or it failed, or a newer "
+              f"process took this worker's place): {str(e).splitlines()[0]}", file=sys.stderr, flush=True)
+        sys.stdout.flush(); os._exit(1)
+    print(f"worker {args.worker}: {jobs} jobs")

@@ -75,6 +75,7 @@ class AsyncConfig(DiLoCoConfig):
     straggle: str = _faults('straggle')  # e.g. '1@100-300x4': worker 1 four times slower from simulated second 100 to 300
     join: str = _faults('join')          # e.g. '3@500': worker 3 starts at simulated second 500
     fail: str = _faults('fail')          # e.g. '2@200-400': worker 2 down from 200 to 400 (its job in flight lost)
+    job_timeout: float = number(3600.0, 0, lo_open=True)   # real processes: seconds a job may take before its worker is taken for hung
 
     def __post_init__(self):
         super().__post_init__()
@@ -358,7 +359,7 @@ class AsyncLocalSGD(DiLoCo):
     def open_record(self, run_dir, config):
         "The clock starts (the workers present pull the initial parameters at time 0) and a copy of it counts the run's arrivals; then the record opens (a checkpoint in it replaces the clock's state)."
         c = self.cfg
-        self.shard_batches = [self.workers[i].batches for i in range(c.workers)]   # shard i's batches: worker i's in DiLoCo
+        self.shard_batches = {i: w.batches for i, w in self.workers.items()}   # shard i's batches: worker i's in DiLoCo
         self.clock = self._make_clock()
         self._pull(self.clock.start())
         self.arrivals = c.rounds * c.workers if c.budget == 'jobs' else self.clock.count(c.inner_budget)   # the run's length, known up front
@@ -385,9 +386,8 @@ def _send(self: AsyncLocalSGD, w: int, job: dict):
 
 @patch
 def _restart(self: AsyncLocalSGD, w: int):
-    "Worker `w` is a new process (it joined, or came back from a failure): its inner optimizer starts over."
-    worker = self.workers[w]
-    worker.opt = make_optimizer(worker.model, self.cfg.lr, self.cfg.weight_decay)
+    "Worker `w` is a new process (it joined, or came back from a failure): its inner optimizer starts over (if it trains in this process)."
+    if (worker := self.workers.get(w)) is not None: worker.opt = make_optimizer(worker.model, self.cfg.lr, self.cfg.weight_decay)
 
 @patch
 def _run_job(self: AsyncLocalSGD, w: int, job: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
