@@ -19,7 +19,8 @@ from .async_localsgd import AsyncConfig, AsyncLocalSGD, Clock
 # %% auto #0
 __all__ = ['REAL_METHODS', 'check_real', 'address', 'store_client', 'pair_group', 'send_job', 'recv_job', 'send_result',
            'recv_result', 'Hub', 'join_hub', 'send_obj', 'recv_obj', 'EventClock', 'NetClock', 'LoggedClock',
-           'ToldAsync', 'AsyncServer', 'run_worker', 'AsyncReplay', 'replay', 'cmd_async_server', 'cmd_async_worker']
+           'ToldAsync', 'AsyncServer', 'run_worker', 'AsyncReplay', 'replay', 'serve', 'work', 'cmd_async_server',
+           'cmd_async_worker']
 
 # %% ../../nbs/distributed/52_async_dist.ipynb #669343d8
 REAL_METHODS = ('async', 'dn', 'dylu', 'dn+dylu', 'poly', 'polythres', 'dc', 'fedbuff')
@@ -150,9 +151,9 @@ def send_obj(pg, obj, peer: int):
     data = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
     pg.send([torch.tensor([len(data)], dtype=torch.int64)], peer, 0).wait(); pg.send([data], peer, 0).wait()
 
-def recv_obj(pg, peer: int):
-    "An object `send_obj` sent from rank `peer` (tensors, numbers, strings, lists and dicts: loaded with weights_only)."
-    n = torch.zeros(1, dtype=torch.int64); pg.recv([n], peer, 0).wait()
+def recv_obj(pg, peer: int, timeout: float = 3600.0):
+    "An object `send_obj` sent from rank `peer` (tensors, numbers, strings, lists and dicts: loaded with weights_only), waiting at most `timeout` seconds for it."
+    n = torch.zeros(1, dtype=torch.int64); pg.recv([n], peer, 0).wait(datetime.timedelta(seconds=timeout))
     data = torch.empty(int(n), dtype=torch.uint8); pg.recv([data], peer, 0).wait()
     return torch.load(io.BytesIO(data.numpy().tobytes()), weights_only=True)
 
@@ -318,22 +319,31 @@ def replay(run_dir, data: LMData | None = None) -> AsyncReplay:
     return run
 
 # %% ../../nbs/distributed/52_async_dist.ipynb #32e346ec
-def cmd_async_server(args):
-    from lowcomm.cli import config_from_args
-    server = AsyncServer(config_from_args(AsyncConfig, args), args.bind, args.run_dir)
-    print(f"serving at {server.address}: start the workers with `lowcomm async_worker --server {server.address} --worker W`", flush=True)
+def serve(server, command: str, run_dir):
+    "Train `server` (a run with a hub) to its end for the command line `lowcomm COMMAND`: a failure or Ctrl-C marks the record failed, says one line, and exits at once (gloo threads blocked in a receive would abort a normal exit)."
+    worker_command = command.replace('server', 'worker')
+    print(f"serving at {server.address}: start the workers with `lowcomm {worker_command} --server {server.address} --worker W`", flush=True)
     try: server.fit()
-    except BaseException as e:           # one line, the record marked failed; then out at once (gloo threads blocked in a receive abort a normal exit)
-        if server.record: server.record.set_status('failed', arrival=server.position, error=str(e).splitlines()[0] if str(e) else type(e).__name__)
-        print(f"lowcomm async_server: {type(e).__name__ if not str(e) else str(e).splitlines()[0]} (after {server.position} arrivals)", file=sys.stderr, flush=True)
+    except BaseException as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if server.record: server.record.set_status('failed', **{server.unit: server.position}, error=why)
+        print(f"lowcomm {command}: {why} (after {server.position} {server.unit}s)", file=sys.stderr, flush=True)
         sys.stdout.flush(); os._exit(130 if isinstance(e, KeyboardInterrupt) else 1)
-    print(f"{server.summary()}; run record: {args.run_dir}")
+    print(f"{server.summary()}; run record: {run_dir}")
     server.close()
 
-def cmd_async_worker(args):
-    try: jobs = run_worker(args.server, args.worker, args.slowdown, timeout=args.timeout)
-    except RuntimeError as e:            # gloo or the store: the server went away, or a newer process took this worker's place
-        print(f"lowcomm async_worker: worker {args.worker} lost the server at {args.server} (its run ended or it failed, or a newer "
-              f"process took this worker's place): {str(e).splitlines()[0]}", file=sys.stderr, flush=True)
+def work(command: str, server: str, worker: int, run, done: str):
+    "Run a worker process's life `run()` for the command line `lowcomm COMMAND`; a lost server is one line (gloo or the store: the server went away, or a newer process took this worker's place)."
+    try: n = run()
+    except RuntimeError as e:
+        print(f"lowcomm {command}: worker {worker} lost the server at {server} (its run ended or it failed, or a newer process took "
+              f"this worker's place): {str(e).splitlines()[0]}", file=sys.stderr, flush=True)
         sys.stdout.flush(); os._exit(1)
-    print(f"worker {args.worker}: {jobs} jobs")
+    print(f"worker {worker}: {n} {done}")
+
+def cmd_async_server(args):
+    from lowcomm.cli import config_from_args
+    serve(AsyncServer(config_from_args(AsyncConfig, args), args.bind, args.run_dir), 'async_server', args.run_dir)
+
+def cmd_async_worker(args):
+    work('async_worker', args.server, args.worker, lambda: run_worker(args.server, args.worker, args.slowdown, timeout=args.timeout), 'jobs')

@@ -43,6 +43,7 @@ class DiPaCoConfig(DiLoCoConfig):
     module_scale: str = one_of('sqrt', 'sqrt', 'none')              # a module's outer gradient times sqrt(paths through it), or not
     patience: int = integer(0, 0)                                   # rounds without a better validation loss before a path stops (0: never)
     holdout: float = number(0.1, 0.01, 0.5)                         # discriminative: the share of training documents held out to label paths with
+    job_timeout: float = number(3600.0, 0, lo_open=True)            # a pool (`PooledDiPaCo`): seconds a path task may take before its worker is taken for hung
 
     def __post_init__(self):
         super().__post_init__()
@@ -55,7 +56,7 @@ class DiPaCoConfig(DiLoCoConfig):
         not_yet = {'compress': (self.compress != 'none', "'none' (modules' outer gradients travel whole)"),
                    **{f: (getattr(self, f) > 0, '0 (not with DiPaCo)') for f in ('prune', 'topk', 'error_feedback', 'drop_prob')},
                    'schedule': (self.schedule != '', "'' (every path trains every round until it stops early)"),
-                   'engine': (self.engine != 'auto', "'auto' (simulated paths in this process)")}
+                   'engine': (self.engine != 'auto', "'auto' (simulated paths in this process; a pool of processes: `lowcomm dipaco_server`)")}
         for name, (is_bad, allowed) in not_yet.items():
             if is_bad: raise ConfigError(f"DiPaCoConfig.{name} = {getattr(self, name)!r} is not allowed: expected {allowed}")
 
@@ -186,15 +187,22 @@ def _discriminative_router(self: DiPaCo):
 
 # %% ../../nbs/modular/12_dipaco.ipynb #6d995b7b
 @patch
+def _train_paths(self: DiPaCo, active: list[int]) -> dict[int, float]:
+    "Each active path's worker starts from the grid's path and runs this round's H inner steps (here, one after the other); their mean inner losses."
+    c, losses = self.cfg, {}
+    for p in active:
+        self.workers[p].load(flatten(self.grid.path(p).parameters()))
+        losses[p] = float(self.workers[p].train(self.round * c.H, c.H).mean())
+    return losses
+
+@patch
 def run_round(self: DiPaCo) -> dict:
     "Train every active path for H inner steps from the grid; step each module with its paths' merged outer gradient. The paths' mean inner losses and the modules' outer-gradient norms."
     c, grid = self.cfg, self.grid
     active = [p for p in range(self.n_paths) if p not in self.stopped]
-    losses, deltas = {}, {}
+    losses, deltas = self._train_paths(active), {}
     for p in active:
         path, w = grid.path(p), self.workers[p]
-        w.load(flatten(path.parameters()))
-        losses[p] = float(w.train(self.round * c.H, c.H).mean())
         for key, mine, theirs in zip(path_keys(grid, p), path_parts(path, grid.n_levels), path_parts(w.model, grid.n_levels)):
             deltas.setdefault(key, []).append((self.weights[p], flatten(_params(mine)) - flatten(_params(theirs))))
     norms = {}
