@@ -9,6 +9,7 @@ __all__ = []
 from pathlib import Path
 
 from ..core import RunKind, lazy, register_command, register_kind, register_panels
+from ..distributed.family import star_commands
 from .dipaco import DiPaCo, DiPaCoConfig
 
 register_kind(RunKind('dipaco', DiPaCoConfig, lambda cfg, run_dir: DiPaCo(cfg, run_dir=run_dir),
@@ -16,23 +17,8 @@ register_kind(RunKind('dipaco', DiPaCoConfig, lambda cfg, run_dir: DiPaCo(cfg, r
                       label=lambda c: f"dipaco {c['grid']} {c['router']} H={c['H']}"))
 register_panels('dipaco')(lazy('lowcomm.modular.panels', 'dipaco_panels'))
 
-@register_command('dipaco_server')
-def _dipaco_server(sub):
-    from lowcomm.cli import add_config_flags
-    g = sub.add_parser('dipaco_server', help="DiPaCo's coordinator for a pool of worker processes (`lowcomm dipaco_worker`) taking path tasks from a queue")
-    g.add_argument('--run_dir', type=Path, default=Path('runs/dipaco_pool'), help='run record (resumed when it holds a checkpoint)')
-    g.add_argument('--bind', default='127.0.0.1:29630', help='HOST:PORT the workers reach (port 0: any free one; printed)')
-    add_config_flags(g, DiPaCoConfig)
-    g.set_defaults(fn=lazy('lowcomm.modular.pool', 'cmd_dipaco_server'))
-
-@register_command('dipaco_worker')
-def _dipaco_worker(sub):
-    g = sub.add_parser('dipaco_worker', help='a pool worker of `lowcomm dipaco_server`: runs path tasks until the coordinator says stop')
-    g.add_argument('--server', required=True, help="the coordinator's HOST:PORT (it prints it when it starts)")
-    g.add_argument('--worker', type=int, required=True, help='the worker this process is: 0 to workers - 1')
-    g.add_argument('--slowdown', type=float, default=1.0, help='run this many times slower, >= 1')
-    g.add_argument('--timeout', type=float, default=60.0, help='seconds to wait for the coordinator')
-    g.set_defaults(fn=lazy('lowcomm.modular.pool', 'cmd_dipaco_worker'))
+star_commands('dipaco_server', 'dipaco_worker', DiPaCoConfig, 'lowcomm.modular.pool', 29630, resumes=True, slowdown='1',
+              what="DiPaCo's coordinator for a pool of worker processes taking path tasks from a queue", does='runs path tasks')
 
 @register_command('evaluate')
 def _evaluate(sub):

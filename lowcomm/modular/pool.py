@@ -107,4 +107,4 @@ def cmd_dipaco_server(args):
     serve(PooledDiPaCo(config_from_args(DiPaCoConfig, args), args.bind, args.run_dir), 'dipaco_server', args.run_dir)
 
 def cmd_dipaco_worker(args):
-    work('dipaco_worker', args.server, args.worker, lambda: run_pool_worker(args.server, args.worker, args.slowdown, timeout=args.timeout), 'path tasks')
+    work('dipaco_worker', args.server, args.worker, lambda: run_pool_worker(args.server, args.worker, args.slowdown or 1.0, timeout=args.timeout), 'path tasks')
