@@ -113,3 +113,20 @@ register_published('diloco', {
               'prune': 'per-neuron sign pruning: 50% costs +0.39%, 75% +1.66%',
               'drop': 'dropping outer gradients with probability 50% (non-iid) costs only +2.1%',
               'outer optimizer': 'Nesterov is robust; plain SGD (FedAvg) and Adam are worse'}})
+
+_LEVELS = ('none', 'slight', 'moderate', 'very')
+_TABLE1 = {   # Liu et al. 2024, Table 1: perplexity at each level of _LEVELS (the results' key, numbers); None: not in the table
+    'sync DiLoCo': ('sync', (41.35,) * 4), 'async (naive)': ('async', (44.27, 44.38, 44.29, 44.27)),
+    'DN': ('dn', (None,) * 4), 'DyLU': ('dylu', (None,) * 4), 'DN+DyLU': ('dn_dylu', (41.27, 41.27, 41.09, 41.13))}
+register_published('async_localsgd', {
+    'source': 'Asynchronous Local-SGD (Liu et al. 2024, arXiv 2401.09135), Table 1: 20M model (6 layers, d 256, 4 heads), C4, 4 workers, '
+              "H=50, seq 256, by device heterogeneity (none, slight, moderate, very); sync DiLoCo's perplexity is one number for all levels",
+    'rows': {'workers k': ('workers', 4), 'H (inner steps per job)': ('H', 50), 'parameters': ('params', 20_000_000),
+             'perplexity: finetune, 4x batch': ('ppl_finetune', 42.47),
+             **{f'perplexity: {name}, {level}': (f'ppl_{key}_{level}', ppl[i]) for name, (key, ppl) in _TABLE1.items() for i, level in enumerate(_LEVELS)},
+             **{f'DN+DyLU / sync DiLoCo perplexity, {level}': (f'ppl_dn_dylu_{level}/ppl_sync_{level}', ppl / 41.35)
+                for level, ppl in zip(_LEVELS, _TABLE1['DN+DyLU'][1])},
+             **{f'simulated s, {level}: {what}': (f'{key}_{level}', None) for level in _LEVELS
+                for what, key in (('sync DiLoCo, its whole run', 'time_sync'), ("DN+DyLU, to sync's final loss", 'time_dn_dylu'))},
+             **{f'goodput under a failure, {level}: {m}': (f'goodput_{m}_{level}', None) for level in _LEVELS for m in ('sync', 'quorum')}},
+    'notes': {"DN+DyLU's knobs at 'very'": "the paper's DN+DyLU uses c = 0 (its default, c in [0, 1/N]); Table 1 gives no sweep of its knobs"}})
