@@ -63,7 +63,8 @@ def reproduced(tmp_path_factory):
 
 
 HEADLINES = {'baseline': {'eval_loss', 'ppl', 'params'},
-             'diloco': {'ppl_baseline', 'ppl_dp', 'ppl_diloco', 'bytes_dp', 'bytes_diloco', 'workers', 'H'}}
+             'diloco': {'ppl_baseline', 'ppl_dp', 'ppl_diloco', 'bytes_dp', 'bytes_diloco', 'workers', 'H'},
+             'async_localsgd': {'levels', 'ppl_sync_very', 'ppl_dn_dylu_very', 'time_sync_very', 'goodput_quorum_very'}}
 
 
 @pytest.mark.parametrize('name', sorted(HEADLINES))
@@ -83,9 +84,12 @@ def test_reproduce_smoke(reproduced, name):
     if name == 'baseline':
         assert math.isclose(res['ppl'], math.exp(res['eval_loss']), rel_tol=1e-6)
         assert res['config']['eval_batch_size'] == res['config']['batch_size'] == 8
-    else:
+    elif name == 'diloco':
         assert res['bytes_dp'] == res['H'] * res['bytes_diloco']   # fp32 both ways: H times fewer messages
         assert res['corpus'] == 'stdlib'
+    else:   # the issue's layout: per level, the five methods' perplexities, the times and goodput
+        keys = {'ppl_sync', 'ppl_async', 'ppl_dn', 'ppl_dylu', 'ppl_dn_dylu', 'time_sync', 'time_dn_dylu', 'goodput'}
+        assert set(res['levels']) == {'none', 'slight', 'moderate', 'very'} and all(keys <= set(v) for v in res['levels'].values()), res['levels']
 
 
 def test_reproduce_all_writes_results_md(reproduced):
@@ -109,7 +113,7 @@ def test_smoke_leaves_committed_results(reproduced):
     "A smoke run adds only smoke files; every committed file (cpu json, notebooks, figures, pages, index) is byte for byte as it was."
     _, _, s, _, _ = reproduced
     assert CPU_FILES <= set(s['committed']), sorted(s['committed'])
-    assert {p: s['smoke'].get(p) for p in s['committed']} == s['committed']
+    assert {p: s['smoke'].get(p) for p in s['committed']} == s['committed'], [p for p in s['committed'] if s['smoke'].get(p) != s['committed'][p]]
     assert all('smoke' in p for p in set(s['smoke']) - set(s['committed'])), sorted(set(s['smoke']) - set(s['committed']))
 
 
