@@ -4,6 +4,8 @@ import json, re
 import pytest
 
 from _cli import lowcomm
+from lowcomm.data import lm_data
+from lowcomm.modular.dipaco import DiPaCoConfig
 
 TINY = ['--model', 'tiny', '--max_docs', '40', '--batch_size', '4', '--seq_len', '32', '--eval_batches', '2', '--H', '5',
         '--steps', '10', '--device', 'cpu']
@@ -14,7 +16,8 @@ def test_tiny_run(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = [json.loads(l) for l in (tmp_path/'run'/'metrics.jsonl').read_text().splitlines()]
     routing = next(x for x in rows if x['event'] == 'routing')
-    assert len(routing['shards']) == 4 and sum(routing['shards']) == 2 * len(sum(routing['domains'], [])) // 2
+    train_docs = len(lm_data(DiPaCoConfig(model='tiny', max_docs=40)).train_docs)
+    assert len(routing['shards']) == 4 and sum(routing['shards']) == 2 * train_docs   # top-2: every training document in two shards
     assert [x['round'] for x in rows if x['event'] == 'round'] == [1, 2]
     assert all(set(x['outer_grad_norm']) == {'stem', 'L0M0', 'L0M1', 'L1M0', 'L1M1'} for x in rows if x['event'] == 'round')
     ev = lowcomm('evaluate', tmp_path/'run', '--reroute', '0', '16', '--json', cwd=tmp_path, timeout=300)

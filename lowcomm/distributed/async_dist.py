@@ -17,10 +17,10 @@ from ..data import LMData
 from .async_localsgd import AsyncConfig, AsyncLocalSGD, Clock
 
 # %% auto #0
-__all__ = ['REAL_METHODS', 'check_real', 'address', 'store_client', 'pair_group', 'send_job', 'recv_job', 'send_result',
-           'recv_result', 'Hub', 'join_hub', 'send_obj', 'recv_obj', 'EventClock', 'NetClock', 'LoggedClock',
-           'ToldAsync', 'AsyncServer', 'run_worker', 'AsyncReplay', 'replay', 'serve', 'work', 'cmd_async_server',
-           'cmd_async_worker']
+__all__ = ['REAL_METHODS', 'FOREVER', 'check_real', 'address', 'store_client', 'pair_group', 'send_job', 'recv_job',
+           'send_result', 'recv_result', 'Hub', 'join_hub', 'send_obj', 'recv_obj', 'EventClock', 'NetClock',
+           'LoggedClock', 'ToldAsync', 'AsyncServer', 'run_worker', 'AsyncReplay', 'replay', 'serve', 'work',
+           'cmd_async_server', 'cmd_async_worker']
 
 # %% ../../nbs/distributed/52_async_dist.ipynb #669343d8
 REAL_METHODS = ('async', 'dn', 'dylu', 'dn+dylu', 'poly', 'polythres', 'dc', 'fedbuff')
@@ -36,6 +36,8 @@ def check_real(cfg: AsyncConfig):
         if is_bad: raise ConfigError(f"AsyncConfig.{name} = {getattr(cfg, name)!r} is not allowed on the real engine: expected {allowed}")
 
 # %% ../../nbs/distributed/52_async_dist.ipynb #f8a1da79
+FOREVER = 10.0 ** 7   # seconds: how long a worker waits for its next job (about four months; a server that dies closes the connection)
+
 def address(a: str) -> tuple[str, int]:
     "HOST and PORT of `a` = 'HOST:PORT' (PORT 0: any free port, for a server)."
     host, _, port = a.rpartition(':')
@@ -69,8 +71,8 @@ def send_job(pg, job: tuple | None):
     pg.send([head], 1, 0).wait()
     if job is not None: pg.send([job[3]], 1, 0).wait()
 
-def recv_job(pg, n: int, timeout: float = 3600.0) -> tuple | None:
-    "Worker: the next job (shard, first step, steps, `n` parameters), or None: stop; waiting at most `timeout` seconds for it."
+def recv_job(pg, n: int, timeout: float = FOREVER) -> tuple | None:
+    "Worker: the next job (shard, first step, steps, `n` parameters), or None: stop; waiting at most `timeout` seconds for it (a server that dies is seen at once)."
     head = torch.zeros(4, dtype=torch.int64); pg.recv([head], 0, 0).wait(datetime.timedelta(seconds=timeout))
     if not head[0]: return None
     theta = torch.empty(n); pg.recv([theta], 0, 0).wait()
@@ -122,6 +124,13 @@ class Hub:
         for q in self.outbox.values(): q.put(None)
         for t in self.channels: t.join(self.timeout)
 
+    def _next_job(self, w: int, store, incarnation: int):
+        "The next job for worker `w` (None: stop); while none comes, a newer incarnation announcing itself means this one died idle."
+        while True:
+            try: return self.outbox[w].get(timeout=0.2)
+            except queue.Empty:
+                if store.add(f'incarnation/{w}', 0) - 1 > incarnation: raise RuntimeError(f"worker {w}'s process was replaced while idle")
+
     def _channel(self, w: int):
         "Serve worker `w`'s newest announced incarnation (older ones that never finished announcing are skipped), until told to stop."
         incarnation, store = 0, store_client(self.address, self.timeout)
@@ -132,7 +141,7 @@ class Hub:
             try:
                 pg = pair_group(store, w, incarnation, 0, self.timeout)
                 self._report('join', w)
-                while (job := self.outbox[w].get()) is not None: self._report('arrival', w, self.exchange(pg, job))
+                while (job := self._next_job(w, store, incarnation)) is not None: self._report('arrival', w, self.exchange(pg, job))
                 self.stop(pg)
                 return
             except RuntimeError:                 # the connection broke (gloo: closed by peer, or timed out)
@@ -151,11 +160,11 @@ def send_obj(pg, obj, peer: int):
     data = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
     pg.send([torch.tensor([len(data)], dtype=torch.int64)], peer, 0).wait(); pg.send([data], peer, 0).wait()
 
-def recv_obj(pg, peer: int, timeout: float = 3600.0):
-    "An object `send_obj` sent from rank `peer` (tensors, numbers, strings, lists and dicts: loaded with weights_only), waiting at most `timeout` seconds for it."
+def recv_obj(pg, peer: int, timeout: float = FOREVER):
+    "An object `send_obj` sent from rank `peer` (tensors, on the CPU, numbers, strings, lists and dicts: loaded with weights_only), waiting at most `timeout` seconds for it."
     n = torch.zeros(1, dtype=torch.int64); pg.recv([n], peer, 0).wait(datetime.timedelta(seconds=timeout))
     data = torch.empty(int(n), dtype=torch.uint8); pg.recv([data], peer, 0).wait()
-    return torch.load(io.BytesIO(data.numpy().tobytes()), weights_only=True)
+    return torch.load(io.BytesIO(data.numpy().tobytes()), weights_only=True, map_location='cpu')   # a sender's GPU tensors land on this host
 
 # %% ../../nbs/distributed/52_async_dist.ipynb #f52daae3
 class EventClock(Clock):
@@ -288,7 +297,7 @@ def run_worker(server: str, worker: int, slowdown: float | None = None, data: LM
     sim = AsyncLocalSGD(cfg, data=data, progress=False)    # the same data, shards and workers: this process trains worker `worker`'s jobs
     slowdown = max(sim.speeds) / sim.speeds[worker] if slowdown is None else slowdown
     pg, jobs = join_hub(store, worker, cfg.timeout), 0
-    while (job := recv_job(pg, sim.theta.numel(), cfg.job_timeout)) is not None:
+    while (job := recv_job(pg, sim.theta.numel())) is not None:
         shard, start, steps, theta = job
         sim.workers[worker].load(theta)
         losses, g, _, seconds = sim._run_job(worker, {'shard': shard, 'start': start, 'steps': steps})

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/modular/12_dipaco.ipynb #d7727c55
 from __future__ import annotations
-import math, random, time
+import copy, math, random, time
 from dataclasses import dataclass
 
 import torch
@@ -51,6 +51,9 @@ class DiPaCoConfig(DiLoCoConfig):
         if n_layer % len(self.choices):
             raise ConfigError(f"DiPaCoConfig.grid = {self.grid!r} is not allowed with model = {self.model!r} (n_layer = {n_layer}): expected a number of "
                               f"levels that divides n_layer ({', '.join(str(d) for d in range(1, n_layer + 1) if n_layer % d == 0)}): a level is a run of whole blocks")
+        seq = self.seq_len or preset(self.model).seq_len
+        if self.route_tokens > seq:
+            raise ConfigError(f"DiPaCoConfig.route_tokens = {self.route_tokens} is not allowed with seq_len = {seq}: expected at most the model's length")
         if self.top > self.n_paths:
             raise ConfigError(f"DiPaCoConfig.top = {self.top} is not allowed with grid = {self.grid!r} ({self.n_paths} paths): expected 1 to {self.n_paths}")
         not_yet = {'compress': (self.compress != 'none', "'none' (modules' outer gradients travel whole)"),
@@ -119,7 +122,11 @@ class DiPaCo(Run):
         tok, vocab = self.data.tokenizer, self.data.tokenizer.vocab_size
         self.base = build_model(cfg, vocab).to(self.device)                  # the router's features come from it, in training and at inference
         self.grid = ModuleGrid(self.base, cfg.choices, cfg.top_level == 'per_path', cfg.embeddings).to(self.device)
+        self.paths = [self.grid.path(p) for p in range(self.n_paths)]       # GPTs over the grid's modules: they follow its updates
         self.train_docs, self.held_docs = hold_out(self.data.train_docs, cfg.holdout if cfg.router == 'discriminative' else 0.0, cfg.seed)
+        if cfg.router == 'discriminative' and len(self.held_docs) < self.n_paths:
+            raise ConfigError(f"DiPaCoConfig.holdout = {cfg.holdout} is not allowed with {len(self.data.train_docs)} training documents and {self.n_paths} paths: "
+                              f"it holds out {len(self.held_docs)}, expected at least one per path to label (raise holdout, or use more documents)")
         self.train_feats, self.val_feats = (doc_features(self.base, docs, tok, cfg.route_tokens) for docs in (self.train_docs, self.data.val_docs))
         seq = self.base.config.seq_len
         self.val_batches = [doc_batch(tokenize([d], tok)[:-1], seq, cfg.eval_batches) for d in self.data.val_docs]
@@ -139,6 +146,8 @@ class DiPaCo(Run):
     def n_paths(self) -> int: return self.cfg.n_paths
     @property
     def desc(self) -> str: return f'DiPaCo {self.cfg.grid}'
+    @property
+    def logged_step(self) -> int: return self.round * self.cfg.H          # rows are stamped with inner steps per path (a resume keeps those up to its round)
     @property
     def switch_round(self) -> int: return max(1, self.cfg.rounds // 2)   # discriminative routing takes over after it
 
@@ -180,8 +189,8 @@ def _routing_row(self: DiPaCo) -> dict:
 def _discriminative_router(self: DiPaCo):
     "Each held-out document labelled with the path that scores it best now (`best_path_labels`); a classifier from its features to the label, biases matched to equal shards (or the present shards' sizes)."
     c, tok, seq = self.cfg, self.data.tokenizer, self.base.config.seq_len
-    paths, batches = [self.grid.path(p) for p in range(self.n_paths)], [doc_batch(tokenize([d], tok)[:-1], seq, c.eval_batches) for d in self.held_docs]
-    losses = torch.tensor([[(lambda s, n: s / n)(*doc_loss(path, b)) for path in paths] for b in batches])
+    batches = [doc_batch(tokenize([d], tok)[:-1], seq, c.eval_batches) for d in self.held_docs]
+    losses = torch.tensor([[(lambda s, n: s / n)(*doc_loss(path, b)) for path in self.paths] for b in batches])
     router = DiscriminativeRouter.fit(doc_features(self.base, self.held_docs, tok, c.route_tokens), best_path_labels(losses), self.n_paths, c.seed)
     return router.match_sizes(self.train_feats, [1] * self.n_paths if c.balance == 'equal' else [len(s) for s in self.shards])
 
@@ -191,7 +200,7 @@ def _train_paths(self: DiPaCo, active: list[int]) -> dict[int, float]:
     "Each active path's worker starts from the grid's path and runs this round's H inner steps (here, one after the other); their mean inner losses."
     c, losses = self.cfg, {}
     for p in active:
-        self.workers[p].load(flatten(self.grid.path(p).parameters()))
+        self.workers[p].load(flatten(self.paths[p].parameters()))
         losses[p] = float(self.workers[p].train(self.round * c.H, c.H).mean())
     return losses
 
@@ -202,7 +211,7 @@ def run_round(self: DiPaCo) -> dict:
     active = [p for p in range(self.n_paths) if p not in self.stopped]
     losses, deltas = self._train_paths(active), {}
     for p in active:
-        path, w = grid.path(p), self.workers[p]
+        path, w = self.paths[p], self.workers[p]
         for key, mine, theirs in zip(path_keys(grid, p), path_parts(path, grid.n_levels), path_parts(w.model, grid.n_levels)):
             deltas.setdefault(key, []).append((self.weights[p], flatten(_params(mine)) - flatten(_params(theirs))))
     norms = {}
@@ -220,7 +229,7 @@ def path_losses(self: DiPaCo) -> dict[int, float]:
     "Each path's mean token loss on the validation documents routed to it, with its current parameters (paths that got none are left out)."
     sums = {}
     for b, p in zip(self.val_batches, self.val_routes):
-        loss, n = doc_loss(self.grid.path(p), b)
+        loss, n = doc_loss(self.paths[p], b)
         s = sums.setdefault(p, [0.0, 0]); s[0] += loss; s[1] += n
     return {p: s / n for p, (s, n) in sorted(sums.items())}
 
@@ -229,26 +238,27 @@ def _early_stop(self: DiPaCo, val: dict[int, float]):
     "Keep each path's best parameters; a path `patience` rounds past its best stops."
     for p, loss in val.items():
         if p in self.stopped: continue
-        if p not in self.best or loss < self.best[p][0]: self.best[p] = (loss, self.round, flatten(self.grid.path(p).parameters()))
+        if p not in self.best or loss < self.best[p][0]: self.best[p] = (loss, self.round, flatten(self.paths[p].parameters()))
         elif self.round - self.best[p][1] >= self.cfg.patience: self.stopped[p] = self.round
 
 @patch
 def evaluate(self: DiPaCo) -> float:
     "The token-weighted mean loss of the validation documents, each on its one routed path (with early stopping: at that path's best round)."
     total, tokens = 0.0, 0
-    for b, p in zip(self.val_batches, self.val_routes):
-        model = self.grid.path(p)
+    for p in sorted(set(self.val_routes)):
+        model = self.paths[p]
         if self.cfg.patience and p in self.best:
             model = self._scratch(); assign(model.parameters(), self.best[p][2])
-        loss, n = doc_loss(model, b)
-        total += loss; tokens += n
+        for b in (b for b, q in zip(self.val_batches, self.val_routes) if q == p):
+            loss, n = doc_loss(model, b)
+            total += loss; tokens += n
     self.eval_loss = total / tokens
     return self.eval_loss
 
 @patch
 def _scratch(self: DiPaCo):
     "A path-shaped GPT of its own, to run a path's best parameters in."
-    if not hasattr(self, '_scratch_model'): self._scratch_model = build_model(self.cfg, self.data.tokenizer.vocab_size).to(self.device)
+    if not hasattr(self, '_scratch_model'): self._scratch_model = copy.deepcopy(self.paths[0])
     return self._scratch_model
 
 # %% ../../nbs/modular/12_dipaco.ipynb #e9350a0a
@@ -258,7 +268,8 @@ def advance(self: DiPaCo) -> list[tuple[str, dict]]:
     t0 = time.perf_counter()
     x = self.run_round()
     switched = self.cfg.router == 'discriminative' and self.round == self.switch_round
-    if switched: self._adopt(self._discriminative_router())
+    if switched:                           # new routes: each path's validation documents change, so its early stopping starts over
+        self._adopt(self._discriminative_router()); self.best, self.stopped = {}, {}
     val = self.path_losses()
     if self.cfg.patience: self._early_stop(val)
     loss = self.evaluate()

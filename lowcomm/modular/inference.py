@@ -25,6 +25,7 @@ class Routed:
     def __init__(self, cfg: DiPaCoConfig, grid: ModuleGrid, router, base, tokenizer, best: dict | None = None):
         self.cfg, self.grid, self.router, self.base, self.tokenizer, self.best = cfg, grid, router, base, tokenizer, best or {}
         self.seq_len, self._best_models = base.config.seq_len, {}
+        self.paths = [grid.path(p) for p in range(grid.n_paths)]
 
     @classmethod
     def load(cls, run_dir, device: str = 'auto') -> Routed:
@@ -43,9 +44,9 @@ class Routed:
 
     def path_model(self, p: int):
         "Path `p` as a GPT: the grid's, or (early stopping) a copy at its best round."
-        if p not in self.best: return self.grid.path(p)
+        if p not in self.best: return self.paths[p]
         if p not in self._best_models:
-            self._best_models[p] = copy.deepcopy(self.grid.path(p))
+            self._best_models[p] = copy.deepcopy(self.paths[p])
             assign(self._best_models[p].parameters(), self.best[p][2])
         return self._best_models[p]
 
@@ -68,7 +69,7 @@ class Routed:
 def doc_loss(self: Routed, tokens: torch.Tensor, windows: int, reroute: int = 0) -> tuple[float, int]:
     "A document's summed token loss over its first `windows` windows (as training evaluates it), each target token scored by its chunk's path; and the tokens scored."
     x, y = doc_batch(tokens, self.seq_len, windows)
-    paths = self.chunk_paths(tokens.tolist(), reroute)
+    paths = self.chunk_paths(tokens[:x.numel() + 1].tolist(), reroute)          # the chunks of the scored windows only
     T = x.shape[1]
     pos = torch.arange(x.numel()).view_as(x) // T * T + torch.arange(T) + 1     # each target's position in the document
     chunk = pos // reroute if reroute else torch.zeros_like(pos)

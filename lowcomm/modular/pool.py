@@ -12,8 +12,9 @@ import torch
 from fastcore.basics import patch
 
 from ..core import ConfigError
-from ..data import LMData, lm_data, tokenize
-from ..distributed.diloco import Worker
+from ..data import BatchSampler, LMData, lm_data, tokenize
+from ..train import pick_device
+from ..distributed.diloco import Worker, worker_seed
 from ..distributed.async_dist import Hub, join_hub, recv_obj, send_obj, serve, store_client, work
 from .dipaco import DiPaCo, DiPaCoConfig, hold_out
 
@@ -38,8 +39,8 @@ class PooledDiPaCo(DiPaCo):
     def _task(self, p: int) -> dict:
         "Everything path `p` needs for this round."
         return {'path': p, 'round': self.round, 'start': self.round * self.cfg.H, 'steps': self.cfg.H, 'docs': self.shards[p],
-                'params': torch.cat([t.detach().reshape(-1).cpu() for t in self.grid.path(p).parameters()]),
-                'state': self.workers[p].state_dict()}
+                'params': torch.cat([t.detach().reshape(-1).cpu() for t in self.paths[p].parameters()]),
+                'opt': self.workers[p].opt.state_dict()}
 
 # %% ../../nbs/modular/15_pool.ipynb #efb7f507
 def _train_paths(self: PooledDiPaCo, active: list[int]) -> dict[int, float]:
@@ -57,7 +58,7 @@ def _train_paths(self: PooledDiPaCo, active: list[int]) -> dict[int, float]:
             if w in busy: queue.appendleft(p := busy.pop(w)); self.tasks.append((p, w, 'lost'))
         else:
             p = busy.pop(w); idle.add(w)
-            self.workers[p].load_state_dict(result['state'])
+            self.workers[p].load(result['params'].to(self.device)); self.workers[p].opt.load_state_dict(result['opt'])
             losses[p] = float(result['losses'].mean()); self.tasks.append((p, w, 'done'))
     return losses
 PooledDiPaCo._train_paths = _train_paths
@@ -86,18 +87,20 @@ def run_pool_worker(server: str, worker: int, slowdown: float = 1.0, data: LMDat
         raise ConfigError(f"worker = {worker} is not allowed: expected 0 to {cfg.workers - 1} (the coordinator's pool has {cfg.workers} workers)")
     data = data or lm_data(cfg)
     docs = hold_out(data.train_docs, cfg.holdout if cfg.router == 'discriminative' else 0.0, cfg.seed)[0]
-    pg, paths, tasks = join_hub(store, worker, cfg.timeout), {}, 0
-    while (task := recv_obj(pg, 0, cfg.job_timeout)) is not None:
+    pg, samplers, w, tasks = join_hub(store, worker, cfg.timeout), {}, None, 0
+    while (task := recv_obj(pg, 0)) is not None:
         p = task['path']
         say(f"worker {worker}: path {p}, round {task['round'] + 1}", flush=True)
-        if paths.get(p, (None,))[0] != task['docs']:
-            paths[p] = (task['docs'], Worker(p, cfg, tokenize([docs[i] for i in task['docs']], data.tokenizer), data.tokenizer.vocab_size, 'cpu'))
-        w = paths[p][1]
-        w.load_state_dict(task['state']); w.load(task['params'])
+        tokens = lambda: tokenize([docs[i] for i in task['docs']], data.tokenizer)
+        if w is None: w = Worker(p, cfg, tokens(), data.tokenizer.vocab_size, pick_device(cfg.device))   # one model for every path it runs
+        if samplers.get(p, (None,))[0] != task['docs']:
+            samplers[p] = (task['docs'], BatchSampler(tokens(), cfg.batch_size, w.model.config.seq_len, seed=worker_seed(cfg.seed, p)))
+        w.batches = samplers[p][1]
+        w.load(task['params'].to(w.device)); w.opt.load_state_dict(task['opt'])
         t0 = time.perf_counter()
         losses = w.train(task['start'], task['steps'])
         time.sleep((time.perf_counter() - t0) * (slowdown - 1))
-        send_obj(pg, {'path': p, 'losses': losses.cpu(), 'state': w.state_dict()}, 0)
+        send_obj(pg, {'path': p, 'losses': losses.cpu(), 'params': w.params.cpu(), 'opt': w.opt.state_dict()}, 0)
         tasks += 1
     return tasks
 

@@ -33,8 +33,8 @@ class Router:
         want = torch.tensor(sizes, dtype=torch.float64) / sum(sizes) * len(features)
         s = self.raw_scores(features.double())
         self.bias = torch.zeros(s.shape[1], dtype=torch.float64)
-        step = float(s.max() - s.min()) + 1e-12                  # the scores' range: the first steps can cross any margin,
-        for t in range(rounds):                                   # then they shrink, so that the biases settle
+        step = float(s.topk(2, dim=1).values.diff(dim=1).abs().median()) + 1e-12   # a typical margin between a document's two best paths,
+        for t in range(rounds):                                                       # shrinking, so that the biases settle
             have = torch.bincount((s + self.bias).argmax(1), minlength=len(want)).double()
             if (have - want).abs().max() < 1: break
             self.bias += step * 0.97 ** t * ((want + 0.5) / (have + 0.5)).log()
