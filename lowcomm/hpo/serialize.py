@@ -19,7 +19,7 @@ __all__ = ['ALGORITHMS', 'MAX_DIMS', 'MAX_CHOICES', 'SPECIAL', 'TOKEN', 'NAME', 
 ALGORITHMS = ('random', 'evolution', 'cmaes', 'tpe', 'gp', 'optformer', 'added')
 MAX_DIMS, MAX_CHOICES = 16, 32
 SPECIAL = ['BOS', 'EOS', 'TRIALS', 'SEP', 'PENDING', 'INFEASIBLE', 'FLOAT', 'INT', 'LIN', 'LOG',
-           *(f'ALG_{a}' for a in ALGORITHMS), *(f'D{d}' for d in range(1, MAX_DIMS + 1)), *(f'CAT{n}' for n in range(2, MAX_CHOICES + 1))]
+           *(f'ALG_{a}' for a in ALGORITHMS), *(f'D{d}' for d in range(1, MAX_DIMS + 1)), *(f'CAT{n}' for n in range(2, MAX_CHOICES + 1)), 'PAD']
 TOKEN = {name: BINS + i for i, name in enumerate(SPECIAL)}      # special tokens come after the value bins
 NAME = {t: n for n, t in TOKEN.items()}
 VOCAB = BINS + len(SPECIAL)
