@@ -4,12 +4,13 @@
 
 # %% ../../nbs/hpo/50_suggest.ipynb #ead7767b
 from __future__ import annotations
+import optuna
 import torch
 
 from ..core import ConfigError
 from .model import OptFormer
 from .serialize import BINS, serialize
-from .space import dequantize
+from .space import Categorical, Float, Int, SearchSpace, dequantize
 from .study import Study, Trial
 
 # %% auto #0
@@ -50,9 +51,28 @@ def acquisition(p: torch.Tensor, best: float, kind: str, gen: torch.Generator | 
     if kind == 'thompson': return c[torch.multinomial(p, 1, generator=gen)[:, 0]]
     raise ConfigError(f"acquisition = {kind!r} is not allowed: expected one of {', '.join(map(repr, ACQUISITIONS))}")
 
+def _spec(name: str, d):
+    "The lowcomm parameter of Optuna distribution `d`."
+    D = optuna.distributions
+    if isinstance(d, D.CategoricalDistribution): return Categorical(d.choices)
+    if isinstance(d, D.FloatDistribution) and d.step is None: return Float(d.low, d.high, d.log)
+    if isinstance(d, D.IntDistribution) and d.step == 1: return Int(d.low, d.high, d.log)
+    raise ConfigError(f"Optuna distribution {name} = {d} is not allowed by OptFormerSampler: expected a float without step, an int with step 1, or a categorical")
+
+_STATES = {optuna.trial.TrialState.COMPLETE: 'complete', optuna.trial.TrialState.RUNNING: 'pending', optuna.trial.TrialState.FAIL: 'infeasible'}
+
+def _lowcomm_study(study: optuna.Study, space: dict) -> Study:
+    "Optuna's `study` over the distributions `space` as a lowcomm `Study` (its trials that carry every parameter of `space`)."
+    ours = Study(SearchSpace({k: _spec(k, d) for k, d in space.items()}), 'minimize' if study.direction == optuna.study.StudyDirection.MINIMIZE else 'maximize')
+    for t in study.get_trials(deepcopy=False):
+        if t.state in _STATES and set(space) <= set(t.params):
+            ours.trials.append(Trial(len(ours.trials), {k: t.params[k] for k in space}, _STATES[t.state], t.value if t.state == optuna.trial.TrialState.COMPLETE else None))
+    return ours
+
+
 # %% ../../nbs/hpo/50_suggest.ipynb #261f6655
-class OptFormerSampler:
-    "A `Study` sampler: the best of `candidates` policy samples (conditioned on `algorithm`) by `acquisition`; `of`: a trained `OptFormer` (default: the cached `preset` one)."
+class OptFormerSampler(optuna.samplers.BaseSampler):
+    "A sampler for lowcomm's `Study` and for Optuna: the best of `candidates` policy samples (conditioned on `algorithm`) by `acquisition`; `of`: a trained `OptFormer` (default: the cached `preset` one)."
     name = 'optformer'
     def __init__(self, of: OptFormer | None = None, preset: str = 'cpu', algorithm: str = 'gp', candidates: int = 128, acquisition: str = 'ei', seed: int = 0):
         if acquisition not in ACQUISITIONS: raise ConfigError(f"acquisition = {acquisition!r} is not allowed: expected one of {', '.join(map(repr, ACQUISITIONS))}")
@@ -67,6 +87,15 @@ class OptFormerSampler:
         cands = _sample_candidates(self.of, prefix, d, 1 if self.acquisition == 'policy' else self.candidates, gen)
         pick = 0 if self.acquisition == 'policy' else int(acquisition(objective_distribution(self.of, prefix, cands), best, self.acquisition, gen).argmax())
         return study.space.from_unit([dequantize(int(q)) for q in cands[pick]])
+
+    # Optuna's side (see below): the relative search space, a suggestion in it, and the first trial's random draws
+    def infer_relative_search_space(self, study, trial) -> dict:
+        return optuna.search_space.intersection_search_space(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    def sample_relative(self, study, trial, search_space: dict) -> dict:
+        return self.suggest(_lowcomm_study(study, search_space)) if search_space else {}
+    def sample_independent(self, study, trial, name, distribution):
+        _spec(name, distribution)
+        return optuna.samplers.RandomSampler(seed=self.seed * 1_000_003 + trial.number).sample_independent(study, trial, name, distribution)
 
     def suggest_batch(self, study: Study, count: int) -> list[dict]:
         "`count` suggestions at once: each later one sees the earlier ones as pending trials (OptFormer itself made one at a time)."
