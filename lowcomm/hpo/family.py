@@ -12,6 +12,6 @@ from ..core import lazy, register_command
 def _hpo(sub):
     g = sub.add_parser('hpo', help='OptFormer-style hyperparameter optimization')
     t = g.add_subparsers(dest='hpo', required=True).add_parser('train', help="train an OptFormer on its meta-training data and cache it (OptFormerSampler() loads it)")
-    t.add_argument('--preset', default='cpu', help="'smoke' (seconds), 'cpu' (about 10 minutes on 2 cores) or 'gpu'")
+    t.add_argument('--preset', default='cpu', help="'smoke' (seconds), 'cpu' (minutes on 2 cores) or 'gpu'")
     t.add_argument('--seed', type=int, default=0, help='the seed of the data and the training')
     t.set_defaults(fn=lazy('lowcomm.hpo.model', 'cmd_train'))
