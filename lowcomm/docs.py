@@ -210,9 +210,9 @@ def _nav(title, sections, here) -> str:
 _re_nblink = re.compile(r'((?:href|src)=")(?![a-zA-Z][\w+.-]*:|//|#)([^"#?]*?)([^/"#?]+\.ipynb)(?=["#?])')
 
 def _relink(page, here, site) -> str:
-    "Point `xx_name.ipynb` links at `name.html`, and absolute links into `site` at the local copy."
+    "Point `xx_name.ipynb` links at `name.html` (a path through the repo's `nbs/` at the site's root, where its pages are), and absolute links into `site` at the local copy."
     root = posixpath.relpath('.', posixpath.dirname(here) or '.')
-    page = _re_nblink.sub(lambda m: m[1] + m[2] + _nbpath2html(Path(m[3])).name, page)
+    page = _re_nblink.sub(lambda m: m[1] + re.sub(r'(^|/)nbs/', r'\1', m[2]) + _nbpath2html(Path(m[3])).name, page)
     return page.replace(f'href="{site}', 'href="' + ('' if root == '.' else root + '/'))
 
 # %% ../nbs/tools/40_docs.ipynb #c4e5f002

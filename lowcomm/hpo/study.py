@@ -28,7 +28,7 @@ class RandomSampler:
     "Uniform in the unit cube of the space (log-scaled parameters uniform in their logarithm); trial n's draw depends only on (seed, n)."
     name = 'random'
     def __init__(self, seed: int = 0): self.seed = seed
-    def suggest(self, study: Study) -> dict: return study.space.sample(random.Random(f'{self.seed}:{len(study.trials)}'))
+    def suggest(self, study: 'Study') -> dict: return study.space.sample(random.Random(f'{self.seed}:{len(study.trials)}'))
 
 # %% ../../nbs/hpo/11_study.ipynb #be173ebc
 class Study:

@@ -8,7 +8,7 @@ __all__ = []
 # %% ../../nbs/modular/00_overview.ipynb #57a7240e
 from pathlib import Path
 
-from ..core import RunKind, lazy, register_command, register_kind, register_panels
+from ..core import RunKind, lazy, register_command, register_kind, register_panels, register_published
 from ..distributed.family import star_commands
 from .dipaco import DiPaCo, DiPaCoConfig
 
@@ -39,3 +39,24 @@ def _generate(sub):
     g.add_argument('--temperature', type=float, default=1.0, help='> 0; lower is more conservative')
     g.add_argument('--seed', type=int, default=0, help='the sampling seed')
     g.set_defaults(fn=lazy('lowcomm.modular.inference', 'cmd_generate'))
+
+# %% ../../nbs/modular/00_overview.ipynb #d1c0a7e2
+register_published('dipaco', {
+    'source': 'DiPaCo (Douillard et al. 2024, arXiv 2403.10616): paths of 150M parameters, C4. Table 1: grids against DiLoCo; '
+              'sharding: routers on an 8x8 grid; Table 3: re-routing on a 16x16 grid',
+    'rows': {'paths (2x4 grid)': ('paths', 8), 'parameters of a path': ('params', 150_000_000),
+             'perplexity: dense, path size': ('ppl_dense_path', None), 'perplexity: DiLoCo, P = 8': ('ppl_diloco', 15.02),
+             'perplexity: DiPaCo 2x2': ('ppl_dipaco_2x2', None), 'perplexity: DiPaCo 2x4': ('ppl_dipaco', 14.86),
+             'perplexity: DiPaCo 2x4, path-specific top modules': ('ppl_dipaco_path_specific', None),
+             'perplexity: dense, about the size of all modules': ('ppl_dense_total', None),
+             'DiPaCo 2x4 / DiLoCo P = 8': ('ppl_dipaco/ppl_diloco', 14.86 / 15.02),
+             'path-specific / shared top modules (paper: 8x8, 12.70 / 13.37)': ('ppl_dipaco_path_specific/ppl_dipaco', 12.70 / 13.37),
+             'discriminative / k-means routing (paper: 8x8, 16.5 / 17.2)': ('ppl_router_discriminative/ppl_router_kmeans', 16.5 / 17.2),
+             're-routed every 64 tokens / routed once (paper: 16x16, 11.38 / 12.39)': ('ppl_reroute_64/ppl_reroute_0', 11.38 / 12.39)},
+    'ablations': {'router': {'kmeans': 17.2, 'product_kmeans': 16.8, 'discriminative': 16.5},
+                  're-routing (tokens)': {'0': 12.39, '128': 11.48, '64': 11.38, '16': 11.26}},
+    'notes': {"DiPaCo's outer step (2x4, k-means)": "the paper's: a module's merged outer gradient times the square root of the paths "
+                                                    "through it, Nesterov 0.7 / 0.9; the paper gives no sweep of it",
+              'router': 'the paper compares its routers on an 8x8 grid (150M paths); perplexity',
+              're-routing (tokens)': 'Table 3, 16x16 grid; 0 = routed once per sequence (12.22 with per-path early stopping); '
+                                     'every 64 tokens (11.38) beats the 1.3B dense model (11.41)'}})
