@@ -122,7 +122,7 @@ class Worker:
         self.id, self.cfg = id, cfg
         self.model = build_model(cfg, vocab_size).to(device)
         self.opt = make_optimizer(self.model, cfg.lr, cfg.weight_decay)
-        self.batches = BatchSampler(tokens, cfg.batch_size, self.model.config.seq_len, seed=worker_seed(cfg.seed, id))
+        self.use_shard(tokens, id)
         self.device = device
         n = sum(p.numel() for p in self.model.parameters())
         self.error = torch.zeros(n, device=device) if cfg.error_feedback else None   # what compression has not sent yet
@@ -133,6 +133,10 @@ class Worker:
         losses = [train_step(self.model, self.opt, *(t.to(self.device) for t in self.batches(s)),
                              lr_at(s, c.lr, c.warmup, c.steps, c.min_lr_frac), c.grad_clip) for s in range(start, start + n)]
         return torch.stack(losses).float()
+
+    def use_shard(self, tokens: torch.Tensor, shard: int):
+        "Train on `tokens` from now on, in the batches of shard `shard` (seeded by the run's seed and the shard)."
+        self.batches = BatchSampler(tokens, self.cfg.batch_size, self.model.config.seq_len, seed=worker_seed(self.cfg.seed, shard))
 
     @property
     def params(self) -> torch.Tensor:

@@ -12,11 +12,11 @@ from torch import nn
 from fastcore.basics import patch
 
 from ..core import CheckpointError, ConfigError, Run, assign, flatten, integer, number, one_of, option
-from ..data import BatchSampler, LMData, lm_data, tokenize
+from ..data import LMData, lm_data, tokenize
 from ..outer import OuterOptimizer
 from ..models import preset
 from ..train import build_model, pick_device
-from ..distributed.diloco import DiLoCoConfig, Worker, worker_seed
+from ..distributed.diloco import DiLoCoConfig, Worker
 from ..distributed.shards import doc_features
 from .grid import ModuleGrid, grid_shape
 from .routing import ROUTERS, DiscriminativeRouter, KMeansRouter, ProductKMeansRouter, best_path_labels, route_documents, router_from_state
@@ -123,7 +123,7 @@ class DiPaCo(Run):
         self.base = build_model(cfg, vocab).to(self.device)                  # the router's features come from it, in training and at inference
         self.grid = ModuleGrid(self.base, cfg.choices, cfg.top_level == 'per_path', cfg.embeddings).to(self.device)
         self.paths = [self.grid.path(p) for p in range(self.n_paths)]       # GPTs over the grid's modules: they follow its updates
-        self.train_docs, self.held_docs = hold_out(self.data.train_docs, cfg.holdout if cfg.router == 'discriminative' else 0.0, cfg.seed)
+        self.train_docs, self.held_docs = hold_out(cfg, self.data.train_docs)
         if cfg.router == 'discriminative' and len(self.held_docs) < self.n_paths:
             raise ConfigError(f"DiPaCoConfig.holdout = {cfg.holdout} is not allowed with {len(self.data.train_docs)} training documents and {self.n_paths} paths: "
                               f"it holds out {len(self.held_docs)}, expected at least one per path to label (raise holdout, or use more documents)")
@@ -154,9 +154,10 @@ class DiPaCo(Run):
     def _paths_through(self, key: str) -> list[int]: return [p for p in range(self.n_paths) if key in path_keys(self.grid, p)]
 
 # %% ../../nbs/modular/12_dipaco.ipynb #1c5cb29c
-def hold_out(docs: list, share: float, seed: int) -> tuple[list, list]:
-    "`docs` split into those that train and a seeded `share` held out (in their original order)."
-    held = set(random.Random(seed).sample(range(len(docs)), round(share * len(docs))))
+def hold_out(cfg: DiPaCoConfig, docs: list) -> tuple[list, list]:
+    "`docs` split into those that train and those held out to label paths with: a seeded `holdout` share for the discriminative router, else none (in their original order)."
+    share = cfg.holdout if cfg.router == 'discriminative' else 0.0
+    held = set(random.Random(cfg.seed).sample(range(len(docs)), round(share * len(docs))))
     return [d for i, d in enumerate(docs) if i not in held], [d for i, d in enumerate(docs) if i in held]
 
 @patch
@@ -176,7 +177,7 @@ def _adopt(self: DiPaCo, router):
     for p, s in enumerate(self.shards):
         tokens = tokenize([self.train_docs[i] for i in s], tok)
         if p not in self.workers: self.workers[p] = Worker(p, c, tokens, tok.vocab_size, self.device)
-        else: self.workers[p].batches = BatchSampler(tokens, c.batch_size, self.base.config.seq_len, seed=worker_seed(c.seed, p))
+        else: self.workers[p].use_shard(tokens, p)
 
 @patch
 def _routing_row(self: DiPaCo) -> dict:

@@ -7,14 +7,12 @@ from __future__ import annotations
 import json, time
 from collections import deque
 
-import torch
-
 from fastcore.basics import patch
 
-from ..core import ConfigError
-from ..data import BatchSampler, LMData, lm_data, tokenize
+from ..core import ConfigError, flatten
+from ..data import LMData, lm_data, tokenize
 from ..train import pick_device
-from ..distributed.diloco import Worker, worker_seed
+from ..distributed.diloco import Worker
 from ..distributed.async_dist import Hub, join_hub, recv_obj, send_obj, serve, store_client, work
 from .dipaco import DiPaCo, DiPaCoConfig, hold_out
 
@@ -39,10 +37,11 @@ class PooledDiPaCo(DiPaCo):
     def _task(self, p: int) -> dict:
         "Everything path `p` needs for this round."
         return {'path': p, 'round': self.round, 'start': self.round * self.cfg.H, 'steps': self.cfg.H, 'docs': self.shards[p],
-                'params': torch.cat([t.detach().reshape(-1).cpu() for t in self.paths[p].parameters()]),
+                'params': flatten(self.paths[p].parameters()).cpu(),
                 'opt': self.workers[p].opt.state_dict()}
 
 # %% ../../nbs/modular/15_pool.ipynb #efb7f507
+@patch
 def _train_paths(self: PooledDiPaCo, active: list[int]) -> dict[int, float]:
     "Hand the round's path tasks to idle workers, a lost one back to the front of the queue, until every path is done; the paths' mean inner losses."
     queue, busy, idle, losses = deque(active), {}, self.idle, {}
@@ -61,7 +60,6 @@ def _train_paths(self: PooledDiPaCo, active: list[int]) -> dict[int, float]:
             self.workers[p].load(result['params'].to(self.device)); self.workers[p].opt.load_state_dict(result['opt'])
             losses[p] = float(result['losses'].mean()); self.tasks.append((p, w, 'done'))
     return losses
-PooledDiPaCo._train_paths = _train_paths
 
 # %% ../../nbs/modular/15_pool.ipynb #5dd31cac
 @patch
@@ -86,16 +84,14 @@ def run_pool_worker(server: str, worker: int, slowdown: float = 1.0, data: LMDat
     if not 0 <= worker < cfg.workers:
         raise ConfigError(f"worker = {worker} is not allowed: expected 0 to {cfg.workers - 1} (the coordinator's pool has {cfg.workers} workers)")
     data = data or lm_data(cfg)
-    docs = hold_out(data.train_docs, cfg.holdout if cfg.router == 'discriminative' else 0.0, cfg.seed)[0]
-    pg, samplers, w, tasks = join_hub(store, worker, cfg.timeout), {}, None, 0
+    docs = hold_out(cfg, data.train_docs)[0]
+    pg, shards, w, tasks = join_hub(store, worker, cfg.timeout), {}, None, 0
     while (task := recv_obj(pg, 0)) is not None:
         p = task['path']
         say(f"worker {worker}: path {p}, round {task['round'] + 1}", flush=True)
-        tokens = lambda: tokenize([docs[i] for i in task['docs']], data.tokenizer)
-        if w is None: w = Worker(p, cfg, tokens(), data.tokenizer.vocab_size, pick_device(cfg.device))   # one model for every path it runs
-        if samplers.get(p, (None,))[0] != task['docs']:
-            samplers[p] = (task['docs'], BatchSampler(tokens(), cfg.batch_size, w.model.config.seq_len, seed=worker_seed(cfg.seed, p)))
-        w.batches = samplers[p][1]
+        if shards.get(p, (None,))[0] != task['docs']: shards[p] = (task['docs'], tokenize([docs[i] for i in task['docs']], data.tokenizer))
+        if w is None: w = Worker(p, cfg, shards[p][1], data.tokenizer.vocab_size, pick_device(cfg.device))   # one model for every path it runs
+        w.use_shard(shards[p][1], p)
         w.load(task['params'].to(w.device)); w.opt.load_state_dict(task['opt'])
         t0 = time.perf_counter()
         losses = w.train(task['start'], task['steps'])
