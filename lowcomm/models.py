@@ -58,13 +58,17 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
         self.proj = nn.Linear(c.d_model, c.d_model)
 
-    def forward(self, x):
+    def forward(self, x, past=None):
+        "Attention of `x`'s tokens to each other, causally, and to all of `past` (cached keys and values, a batch of 1 or B); returns the output and the keys and values so far."
         B, T, C = x.shape
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
                    for t in self.qkv(x).split(C, dim=2))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+        if past is not None: k, v = (torch.cat([old.expand(B, -1, -1, -1), new], 2) for old, new in zip(past, (k, v)))
+        T0 = k.shape[2] - T
+        mask = torch.ones(T, T0 + T, dtype=torch.bool, device=x.device).tril(T0) if T0 else None
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=not T0,
                                            dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+        return self.proj(y.transpose(1, 2).reshape(B, T, C)), (k, v)
 
 class Block(nn.Module):
     def __init__(self, c: GPTConfig):
@@ -74,9 +78,10 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(c.d_model, 4 * c.d_model), nn.GELU(),
                                  nn.Linear(4 * c.d_model, c.d_model), nn.Dropout(c.dropout))
 
-    def forward(self, x):
-        x = x + self.attn(self.ln1(x))
-        return x + self.mlp(self.ln2(x))
+    def forward(self, x, past=None):
+        a, kv = self.attn(self.ln1(x), past)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), kv
 
 # %% ../nbs/base/10_models.ipynb #00142fff
 class GPT(nn.Module):
@@ -103,17 +108,30 @@ class GPT(nn.Module):
 
     def hidden(self, idx):
         "The last block's normalized hidden states, (batch, time, d_model): the features the head reads."
-        T = idx.shape[1]
+        return self._run(idx)[0]
+
+    def _run(self, idx, past=None):
+        "`hidden` after the cached `past` (see `extend`), and each block's keys and values so far."
+        T0 = past[0][0].shape[2] if past else 0
+        T = T0 + idx.shape[1]
         if T > self.config.seq_len:
             raise ValueError(f"sequence of {T} tokens is longer than the model's seq_len {self.config.seq_len}")
-        x = self.drop(self.tok(idx) + self.pos(torch.arange(T, device=idx.device)))
-        for block in self.blocks: x = block(x)
-        return self.ln_f(x)
+        x, kvs = self.drop(self.tok(idx) + self.pos(torch.arange(T0, T, device=idx.device))), []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, past[i] if past else None)
+            kvs.append(kv)
+        return self.ln_f(x), kvs
 
     def forward(self, idx, targets=None):
         logits = self.head(self.hidden(idx))
         if targets is None: return logits, None
         return logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+    @torch.no_grad()
+    def extend(self, idx, past=None):
+        "Logits of tokens `idx` that follow the cached sequence `past` (None: nothing), and the cache with them: decoding without recomputing the prefix. A cache of batch 1 serves any batch; index a cache's tensors to fork it."
+        h, kvs = self._run(idx, past)
+        return self.head(h), kvs
 
     def n_params(self, embeddings: bool = True) -> int:
         "Number of parameters (tied weights counted once); without position embeddings if not `embeddings`."

@@ -12,7 +12,8 @@ from .space import Categorical, Float, Int, SearchSpace
 from .study import RandomSampler, Study
 
 # %% auto #0
-__all__ = ['BEHAVIOURS', 'BBOBTask', 'random_task', 'EvolutionSampler', 'OptunaSampler', 'behaviour', 'run_study']
+__all__ = ['HELD_OUT', 'TRAIN_FUNCTIONS', 'BEHAVIOURS', 'BBOBTask', 'random_task', 'EvolutionSampler', 'OptunaSampler',
+           'behaviour', 'run_study']
 
 # %% ../../nbs/hpo/20_tasks.ipynb #6a437d47
 @dataclass
@@ -50,7 +51,10 @@ class BBOBTask:
         "The objective (minimized): the function's value above its optimum (>= 0)."
         return float(self.problem(self.point(params)) - self.problem.optimum.y)
 
-def random_task(rng: random.Random, max_dim: int = 4, functions=range(1, 25), discrete: float = 0.3) -> BBOBTask:
+HELD_OUT = (3, 7, 12, 16, 21)                                        # Rastrigin, step ellipsoid, bent cigar, Weierstrass, Gallagher 101
+TRAIN_FUNCTIONS = tuple(f for f in range(1, 25) if f not in HELD_OUT)
+
+def random_task(rng: random.Random, max_dim: int = 4, functions=TRAIN_FUNCTIONS, discrete: float = 0.3) -> BBOBTask:
     "A task drawn by `rng`: a function of `functions`, an instance 1..100, a dimension 1..max_dim, each coordinate discretized with probability `discrete` (as int or categorical, 3..10 levels)."
     dim = rng.randint(1, max_dim)
     grids = {i: (rng.choice(['int', 'cat']), rng.randint(3, 10)) for i in range(dim) if rng.random() < discrete}
