@@ -4,89 +4,158 @@
 
 # %% ../../nbs/hpo/50_suggest.ipynb #ead7767b
 from __future__ import annotations
+from dataclasses import dataclass
+
 import optuna
 import torch
 
 from ..core import ConfigError
 from .model import OptFormer
-from .serialize import BINS, serialize
+from .serialize import BINS, TOKEN, Serialized, serialize
 from .space import Categorical, Float, Int, SearchSpace, dequantize
 from .study import Study, Trial
 
 # %% auto #0
-__all__ = ['ACQUISITIONS', 'objective_distribution', 'acquisition', 'OptFormerSampler']
+__all__ = ['ACQUISITIONS', 'CENTRES', 'acquisition', 'Suggestion', 'suggestion', 'OptFormerSampler']
 
-# %% ../../nbs/hpo/50_suggest.ipynb #9eff6ba4
+# %% ../../nbs/hpo/50_suggest.ipynb #b20dc622
 ACQUISITIONS = ('ei', 'pi', 'ucb', 'thompson', 'policy')
+CENTRES = (torch.arange(BINS, dtype=torch.float64) + 0.5) / BINS    # the unit value (or normalized objective) each bin stands for
 
-def _prefix(study: Study, algorithm: str) -> tuple[list[int], float]:
-    "The study's tokens at inference, up to where the next trial starts; and the best normalized objective so far (0 if none)."
-    s, d = serialize(study, algorithm), len(study.space)
+def _context(study: Study, algorithm: str, seq_len: int, room: int) -> tuple[list[int], float, Serialized]:
+    "The study's tokens at inference up to where the next trial starts, leaving `room` of the model's `seq_len` for what follows (when not all trials fit: the best half of those that do and the most recent others, in order); the best normalized objective so far (0 if none); the serialization."
+    d = len(study.space)
+    fit = (seq_len - room - (3 + 2 * d + 1)) // (d + 2)
+    if fit < 1: raise ConfigError(f"a study of {d} parameters with {room} tokens of look-ahead does not fit the model's seq_len {seq_len}: expected a shorter horizon or a larger model")
+    trials = study.trials
+    if len(trials) > fit:
+        sign = 1 if study.direction == 'minimize' else -1
+        best = {t.number for t in sorted(study.complete, key=lambda t: sign * t.value)[:fit // 2]}
+        others = [t for t in trials if t.number not in best]
+        keep = best | {t.number for t in others[len(others) - (fit - len(best)):]}
+        trials = [t for t in trials if t.number in keep]
+    view = Study(study.space, study.direction); view.trials = trials
+    s = serialize(view, algorithm)
     objectives = s.tokens[3 + 2 * d + 1:-1][d::d + 2]                 # after the metadata, each trial: d values, its objective, SEP
-    return s.tokens[:-1], max((dequantize(t) for t in objectives if t < BINS), default=0.0)
+    return s.tokens[:-1], max((dequantize(t) for t in objectives if t < BINS), default=0.0), s
 
-@torch.no_grad()
-def _sample_candidates(of: OptFormer, prefix: list[int], d: int, n: int, gen: torch.Generator) -> torch.Tensor:
-    "`n` candidates' value tokens (n, d), each parameter drawn from the policy given the ones before."
-    x = torch.tensor(prefix).repeat(n, 1)
+
+# %% ../../nbs/hpo/50_suggest.ipynb #ac2965a2
+def _start(of: OptFormer, prefix: list[int]) -> tuple:
+    "The decoding state after `prefix`: the logits of the token after it and the model's cache."
+    logits, past = of.model.extend(torch.tensor([prefix]))
+    return logits[:, -1], past
+
+def _copies(state: tuple, n: int) -> tuple:
+    "`n` copies of a state of one sequence (its cache is shared, not copied)."
+    return state[0].expand(n, -1), state[1]
+
+def _feed(of: OptFormer, state: tuple, tokens: torch.Tensor) -> tuple:
+    "The state after each sequence of `state` is followed by its row of `tokens`."
+    logits, past = of.model.extend(tokens, state[1])
+    return logits[:, -1], past
+
+def _bins(state: tuple) -> torch.Tensor:
+    "Each sequence's next-token distribution over the value bins (a parameter's, or the objective's after a trial's parameters)."
+    return torch.softmax(state[0][:, :BINS].float(), -1)
+
+def _draw(of: OptFormer, state: tuple, d: int, gen: torch.Generator) -> tuple[torch.Tensor, tuple]:
+    "A trial's `d` parameter tokens drawn from the policy for each sequence, one after another: (B, d), and the state after them."
+    xs = []
     for _ in range(d):
-        logits = of.model(x[:, -of.model.config.seq_len:])[0][:, -1, :BINS]
-        x = torch.cat([x, torch.multinomial(torch.softmax(logits.float(), -1), 1, generator=gen)], 1)
-    return x[:, len(prefix):]
+        xs.append(torch.multinomial(_bins(state), 1, generator=gen))
+        state = _feed(of, state, xs[-1])
+    return torch.cat(xs, 1), state
 
-@torch.no_grad()
-def objective_distribution(of: OptFormer, prefix: list[int], candidates: torch.Tensor) -> torch.Tensor:
-    "Each candidate's predicted distribution over the objective's bins (n, BINS)."
-    x = torch.cat([torch.tensor(prefix).repeat(len(candidates), 1), candidates], 1)
-    return torch.softmax(of.model(x[:, -of.model.config.seq_len:])[0][:, -1, :BINS].float(), -1)
+def _rollout(of: OptFormer, state: tuple, d: int, steps: int, best: float, gen: torch.Generator, first: torch.Tensor | None = None):
+    "`steps` trials played forward from `state`, the model being both policy (each trial's parameters; the first given as `first` if it is) and function (each outcome drawn from its prediction): the trials' parameter tokens (steps x (B, d)), the drawn outcomes' bins (steps - 1 x (B,)), the last trial's predicted distribution (B, BINS), and the best normalized objective before it (B,)."
+    m, xs, ys = torch.full((len(state[0]),), best), [], []
+    for i in range(steps):
+        if i:
+            y = torch.multinomial(p, 1, generator=gen)
+            ys.append(y[:, 0]); m = torch.maximum(m, CENTRES[y[:, 0]])
+            state = _feed(of, state, torch.cat([y, torch.full_like(y, TOKEN['SEP'])], 1))
+        x, state = (first, _feed(of, state, first)) if i == 0 and first is not None else _draw(of, state, d, gen)
+        xs.append(x); p = _bins(state)
+    return xs, ys, p, m
 
 def acquisition(p: torch.Tensor, best: float, kind: str, gen: torch.Generator | None = None) -> torch.Tensor:
     "Scores of distributions `p` (n, BINS) over bin centres, given the best normalized objective `best`: 'ei', 'pi', 'ucb' or 'thompson'."
-    c = (torch.arange(BINS) + 0.5) / BINS
-    if kind == 'ei': return (p * (c - best).clamp(min=0)).sum(1)
-    if kind == 'pi': return p[:, c > best].sum(1)
+    if kind == 'ei': return (p * (CENTRES - best).clamp(min=0)).sum(1)
+    if kind == 'pi': return p[:, CENTRES > best].sum(1)
     if kind == 'ucb':
-        mean = (p * c).sum(1)
-        return mean + 2 * ((p * (c - mean[:, None]) ** 2).sum(1)).sqrt()
-    if kind == 'thompson': return c[torch.multinomial(p, 1, generator=gen)[:, 0]]
+        mean = (p * CENTRES).sum(1)
+        return mean + 2 * ((p * (CENTRES - mean[:, None]) ** 2).sum(1)).sqrt()
+    if kind == 'thompson': return CENTRES[torch.multinomial(p, 1, generator=gen)[:, 0]]
     raise ConfigError(f"acquisition = {kind!r} is not allowed: expected one of {', '.join(map(repr, ACQUISITIONS))}")
 
-def _spec(name: str, d):
-    "The lowcomm parameter of Optuna distribution `d`."
-    D = optuna.distributions
-    if isinstance(d, D.CategoricalDistribution): return Categorical(d.choices)
-    if isinstance(d, D.FloatDistribution) and d.step is None: return Float(d.low, d.high, d.log)
-    if isinstance(d, D.IntDistribution) and d.step == 1: return Int(d.low, d.high, d.log)
-    raise ConfigError(f"Optuna distribution {name} = {d} is not allowed by OptFormerSampler: expected a float without step, an int with step 1, or a categorical")
 
-_STATES = {optuna.trial.TrialState.COMPLETE: 'complete', optuna.trial.TrialState.RUNNING: 'pending', optuna.trial.TrialState.FAIL: 'infeasible'}
+# %% ../../nbs/hpo/50_suggest.ipynb #b84a304a
+@dataclass
+class Suggestion:
+    "What one suggestion weighed: the shortlisted candidates (unit values in the study's parameter order), each one's predicted objective distribution over the bins and its score, the pick; with planning, the rollouts from each candidate: their trials' unit values (K, R, h+1, d) and drawn normalized outcomes (K, R, h)."
+    params: dict
+    candidates: torch.Tensor
+    predicted: torch.Tensor
+    scores: torch.Tensor
+    pick: int
+    best: float
+    serialized: Serialized
+    rollout_params: torch.Tensor | None = None
+    rollout_outcomes: torch.Tensor | None = None
 
-def _lowcomm_study(study: optuna.Study, space: dict) -> Study:
-    "Optuna's `study` over the distributions `space` as a lowcomm `Study` (its trials that carry every parameter of `space`)."
-    ours = Study(SearchSpace({k: _spec(k, d) for k, d in space.items()}), 'minimize' if study.direction == optuna.study.StudyDirection.MINIMIZE else 'maximize')
-    for t in study.get_trials(deepcopy=False):
-        if t.state in _STATES and set(space) <= set(t.params):
-            ours.trials.append(Trial(len(ours.trials), {k: t.params[k] for k in space}, _STATES[t.state], t.value if t.state == optuna.trial.TrialState.COMPLETE else None))
-    return ours
+    def objective(self, u):
+        "Normalized objective(s) `u` on the study's own scale (NaN until two distinct values are in)."
+        s = self.serialized
+        if s.y_min is None or s.y_max == s.y_min: return u * float('nan')
+        v = s.y_min + (u - s.lo) / (s.hi - s.lo) * (s.y_max - s.y_min)
+        return v if s.maximize else -v
+
+@torch.no_grad()
+def suggestion(of: OptFormer, study: Study, algorithm: str = 'gp', kind: str = 'ei', candidates: int = 128, horizon: int = 0,
+               rollouts: int = 8, shortlist: int = 16, gen: torch.Generator | None = None) -> Suggestion:
+    "The next trial of `study` by `of` (see the prose): `candidates` policy trajectories of `horizon` + 1 trials give the candidates; the `shortlist` best by acquisition `kind` at the root are kept, and with a horizon, each is valued by `rollouts` look-aheads."
+    d = len(study.space)
+    prefix, best, ser = _context(study, algorithm, of.model.config.seq_len, horizon * (d + 2) + d)
+    root = _start(of, prefix)
+    xs, _, p, _ = _rollout(of, _copies(root, 1 if kind == 'policy' else candidates), d, horizon + 1, best, gen)
+    pool = torch.cat(xs)                                                # every trial on the policy's trajectories
+    if horizon: _, _, p, _ = _rollout(of, _copies(root, len(pool)), d, 1, best, gen, first=pool)
+    scores = torch.zeros(len(pool)) if kind == 'policy' else acquisition(p, best, kind, gen)
+    top = scores.topk(min(shortlist, len(pool))).indices
+    extra = {}
+    if horizon:
+        K, R = len(top), rollouts
+        xs, ys, last, m = _rollout(of, _copies(root, K * R), d, horizon + 1, best, gen, first=pool[top].repeat_interleave(R, 0))
+        scores = ((last * torch.maximum(CENTRES, m[:, None])).sum(1) - best).view(K, R).mean(1)
+        extra = dict(rollout_params=CENTRES[torch.stack(xs, 1)].view(K, R, horizon + 1, d), rollout_outcomes=CENTRES[torch.stack(ys, 1)].view(K, R, horizon))
+    else: scores = scores[top]
+    pick, units = int(scores.argmax()), CENTRES[pool[top]]
+    return Suggestion(study.space.from_unit(units[pick].tolist()), units, p[top], scores, pick, best, ser, **extra)
 
 
-# %% ../../nbs/hpo/50_suggest.ipynb #261f6655
+# %% ../../nbs/hpo/50_suggest.ipynb #8de141c1
+def _integer(name: str, v, least: int):
+    if not isinstance(v, int) or isinstance(v, bool) or v < least: raise ConfigError(f"{name} = {v!r} is not allowed: expected an integer >= {least}")
+
 class OptFormerSampler(optuna.samplers.BaseSampler):
-    "A sampler for lowcomm's `Study` and for Optuna: the best of `candidates` policy samples (conditioned on `algorithm`) by `acquisition`; `of`: a trained `OptFormer` (default: the cached `preset` one)."
+    "A sampler for lowcomm's `Study` and for Optuna: `suggestion` by a trained `OptFormer` `of` (default: the cached `preset` one), conditioned on `algorithm`; `last`: what its last suggestion weighed."
     name = 'optformer'
-    def __init__(self, of: OptFormer | None = None, preset: str = 'cpu', algorithm: str = 'gp', candidates: int = 128, acquisition: str = 'ei', seed: int = 0):
+    def __init__(self, of: OptFormer | None = None, preset: str = 'cpu', algorithm: str = 'gp', candidates: int = 128, acquisition: str = 'ei',
+                 horizon: int = 0, rollouts: int = 8, shortlist: int = 16, seed: int = 0):
         if acquisition not in ACQUISITIONS: raise ConfigError(f"acquisition = {acquisition!r} is not allowed: expected one of {', '.join(map(repr, ACQUISITIONS))}")
-        if candidates < 1: raise ConfigError(f"candidates = {candidates} is not allowed: expected an integer >= 1")
+        for name, v, least in (('candidates', candidates, 1), ('horizon', horizon, 0), ('rollouts', rollouts, 1), ('shortlist', shortlist, 1)): _integer(name, v, least)
+        if horizon and acquisition != 'ei':
+            raise ConfigError(f"acquisition = {acquisition!r} with horizon = {horizon} is not allowed: planning values a candidate by the expected best objective after its look-ahead, expected acquisition 'ei'")
+        serialize(Study(SearchSpace({'x': Float(0.0, 1.0)})), algorithm)          # an unknown algorithm's one-line error, now
         self.of = of or OptFormer.load(preset)
         self.algorithm, self.candidates, self.acquisition, self.seed = algorithm, candidates, acquisition, seed
+        self.horizon, self.rollouts, self.shortlist, self.last = horizon, rollouts, shortlist, None
 
     def suggest(self, study: Study) -> dict:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + len(study.trials))   # trial n's draws depend on (seed, n) only
-        prefix, best = _prefix(study, self.algorithm)
-        d = len(study.space)
-        cands = _sample_candidates(self.of, prefix, d, 1 if self.acquisition == 'policy' else self.candidates, gen)
-        pick = 0 if self.acquisition == 'policy' else int(acquisition(objective_distribution(self.of, prefix, cands), best, self.acquisition, gen).argmax())
-        return study.space.from_unit([dequantize(int(q)) for q in cands[pick]])
+        self.last = suggestion(self.of, study, self.algorithm, self.acquisition, self.candidates, self.horizon, self.rollouts, self.shortlist, gen)
+        return self.last.params
 
     # Optuna's side (see below): the relative search space, a suggestion in it, and the first trial's random draws
     def infer_relative_search_space(self, study, trial) -> dict:
@@ -105,3 +174,24 @@ class OptFormerSampler(optuna.samplers.BaseSampler):
         for _ in range(count):
             out.append(self.suggest(shadow)); shadow.trials.append(Trial(len(shadow.trials), out[-1]))
         return out
+
+
+# %% ../../nbs/hpo/50_suggest.ipynb #e816d8a9
+def _spec(name: str, d):
+    "The lowcomm parameter of Optuna distribution `d`."
+    D = optuna.distributions
+    if isinstance(d, D.CategoricalDistribution): return Categorical(d.choices)
+    if isinstance(d, D.FloatDistribution) and d.step is None: return Float(d.low, d.high, d.log)
+    if isinstance(d, D.IntDistribution) and d.step == 1: return Int(d.low, d.high, d.log)
+    raise ConfigError(f"Optuna distribution {name} = {d} is not allowed by OptFormerSampler: expected a float without step, an int with step 1, or a categorical")
+
+_STATES = {optuna.trial.TrialState.COMPLETE: 'complete', optuna.trial.TrialState.RUNNING: 'pending', optuna.trial.TrialState.FAIL: 'infeasible'}
+
+def _lowcomm_study(study: optuna.Study, space: dict) -> Study:
+    "Optuna's `study` over the distributions `space` as a lowcomm `Study` (its trials that carry every parameter of `space`)."
+    ours = Study(SearchSpace({k: _spec(k, d) for k, d in space.items()}), 'minimize' if study.direction == optuna.study.StudyDirection.MINIMIZE else 'maximize')
+    for t in study.get_trials(deepcopy=False):
+        if t.state in _STATES and set(space) <= set(t.params):
+            ours.trials.append(Trial(len(ours.trials), {k: t.params[k] for k in space}, _STATES[t.state], t.value if t.state == optuna.trial.TrialState.COMPLETE else None))
+    return ours
+
