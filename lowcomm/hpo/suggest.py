@@ -69,7 +69,7 @@ def _draw(of: OptFormer, state: tuple, d: int, gen: torch.Generator) -> tuple[to
 
 def _rollout(of: OptFormer, state: tuple, d: int, steps: int, best: float, gen: torch.Generator, first: torch.Tensor | None = None):
     "`steps` trials played forward from `state`, the model being both policy (each trial's parameters; the first given as `first` if it is) and function (each outcome drawn from its prediction): the trials' parameter tokens (steps x (B, d)), the drawn outcomes' bins (steps - 1 x (B,)), the last trial's predicted distribution (B, BINS), and the best normalized objective before it (B,)."
-    m, xs, ys = torch.full((len(state[0]),), best), [], []
+    m, xs, ys, p = torch.full((len(state[0]),), best), [], [], None
     for i in range(steps):
         if i:
             y = torch.multinomial(p, 1, generator=gen)
