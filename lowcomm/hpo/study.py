@@ -40,10 +40,11 @@ class Study:
         self.record = RunRecord.create(run_dir, {'space': space.to_dict(), 'direction': direction, 'name': name}, kind='study') if run_dir else None
 
     def ask(self) -> Trial:
-        "A new pending trial, its parameters from the sampler."
+        "A new pending trial, its parameters from the sampler (its ask row also holds the sampler's `summary()`, if it has one)."
         params = self.sampler.suggest(self)
         self.space.check(params)
-        return self._add(Trial(len(self.trials), params), sampler=self.sampler.name)
+        summary = self.sampler.summary() if hasattr(self.sampler, 'summary') else {}
+        return self._add(Trial(len(self.trials), params), sampler=self.sampler.name, **summary)
 
     def add(self, params: dict, value: float | None = None, infeasible: bool = False) -> Trial:
         "A trial evaluated elsewhere: its parameters (checked against the space) and its value, or infeasible."
@@ -59,9 +60,9 @@ class Study:
         if self.record: self.record.log('tell', step=t.number, number=t.number, state=t.state, value=t.value)
         return t
 
-    def _add(self, t: Trial, sampler: str) -> Trial:
+    def _add(self, t: Trial, sampler: str, **summary) -> Trial:
         self.trials.append(t)
-        if self.record: self.record.log('ask', step=t.number, number=t.number, params=t.params, sampler=sampler)
+        if self.record: self.record.log('ask', step=t.number, number=t.number, params=t.params, sampler=sampler, **summary)
         return t
 
     def _pending(self, trial: Trial | int) -> Trial:

@@ -4,10 +4,12 @@
 
 # %% ../../nbs/hpo/50_suggest.ipynb #ead7767b
 from __future__ import annotations
+import math
 from dataclasses import dataclass
 
 import optuna
 import torch
+from fastcore.basics import patch
 
 from ..core import ConfigError
 from .model import OptFormer
@@ -16,7 +18,7 @@ from .space import Categorical, Float, Int, SearchSpace, dequantize
 from .study import Study, Trial
 
 # %% auto #0
-__all__ = ['ACQUISITIONS', 'CENTRES', 'acquisition', 'Suggestion', 'suggestion', 'OptFormerSampler']
+__all__ = ['ACQUISITIONS', 'CENTRES', 'LEVELS', 'acquisition', 'Suggestion', 'suggestion', 'OptFormerSampler']
 
 # %% ../../nbs/hpo/50_suggest.ipynb #b20dc622
 ACQUISITIONS = ('ei', 'pi', 'ucb', 'thompson', 'policy')
@@ -175,6 +177,30 @@ class OptFormerSampler(optuna.samplers.BaseSampler):
             out.append(self.suggest(shadow)); shadow.trials.append(Trial(len(shadow.trials), out[-1]))
         return out
 
+
+# %% ../../nbs/hpo/50_suggest.ipynb #399f0787
+LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)       # the quantiles of each candidate's predicted objective that a summary keeps
+
+def _short(v):
+    "A number, or nested lists of them, with 4 significant digits (NaN: None), for JSON."
+    if isinstance(v, list): return [_short(x) for x in v]
+    return None if math.isnan(v) else float(f'{v:.4g}')
+
+@patch
+def summary(self: Suggestion) -> dict:
+    "What this suggestion weighed, on the study's scale: each shortlisted candidate's predicted quantiles at `levels` and score, the pick, the best so far, and with planning each rollout's drawn outcomes (K, R, h)."
+    up = self.serialized.maximize                                # minimizing, the study's scale runs against the normalized one
+    at = torch.tensor([a if up else 1 - a for a in LEVELS], dtype=torch.float64).expand(len(self.predicted), -1).contiguous()
+    bins = torch.searchsorted(self.predicted.double().cumsum(1), at).clamp(max=BINS - 1)
+    out = dict(levels=list(LEVELS), quantiles=_short(self.objective(CENTRES[bins]).tolist()), scores=_short(self.scores.tolist()),
+               pick=self.pick, best=_short(self.objective(self.best)))
+    if self.rollout_outcomes is not None: out['rollouts'] = _short(self.objective(self.rollout_outcomes.double()).tolist())
+    return out
+
+@patch
+def summary(self: OptFormerSampler) -> dict:
+    "The last suggestion's `summary()` as `{'suggestion': ...}`, which `Study.ask` logs with the trial ({} before any)."
+    return {} if self.last is None else {'suggestion': self.last.summary()}
 
 # %% ../../nbs/hpo/50_suggest.ipynb #e816d8a9
 def _spec(name: str, d):
