@@ -6,12 +6,32 @@
 __all__ = []
 
 # %% ../../nbs/hpo/00_overview.ipynb #e2fa36c2
-from ..core import lazy, register_command
+from ..core import lazy, register_command, register_panels, register_published
 
 @register_command('hpo')
 def _hpo(sub):
     g = sub.add_parser('hpo', help='OptFormer-style hyperparameter optimization')
-    t = g.add_subparsers(dest='hpo', required=True).add_parser('train', help="train an OptFormer on its meta-training data and cache it (OptFormerSampler() loads it)")
+    cmds = g.add_subparsers(dest='hpo', required=True)
+    t = cmds.add_parser('train', help="train an OptFormer on its meta-training data and cache it (OptFormerSampler() loads it)")
     t.add_argument('--preset', default='cpu', help="'smoke' (seconds), 'cpu' (minutes on 2 cores) or 'gpu'")
     t.add_argument('--seed', type=int, default=0, help='the seed of the data and the training')
     t.set_defaults(fn=lazy('lowcomm.hpo.model', 'cmd_train'))
+    t = cmds.add_parser('table', help="run DiLoCo's tuning grid on the tiny model once and cache the losses (the meta-training data's table task)")
+    t.add_argument('--grid', default='cpu', help="'smoke' (12 runs, seconds) or 'cpu' (96 runs, minutes on 2 cores)")
+    t.add_argument('--seed', type=int, default=0, help='the seed of every run of the grid')
+    t.set_defaults(fn=lazy('lowcomm.hpo.table', 'cmd_table'))
+
+# %% ../../nbs/hpo/00_overview.ipynb #994a7155
+register_panels('study')(lazy('lowcomm.hpo.dashboard', 'study_panels'))
+
+_HPOB = {'OptFormer-EI': (0.0278, 0.0233, 0.0198), 'OptFormer policy': (0.0706, 0.0570, 0.0433), 'Vizier': (0.0554, 0.0351, 0.0252),
+         'GP': (0.0499, 0.0397, 0.0320), 'random search': (0.0737, 0.0622, 0.0529)}
+register_published('optformer_planning', {
+    'source': 'OptFormer (Chen et al. 2022, arXiv 2205.13320): mean normalized regret on HPO-B (16 continuous spaces) after 25/50/100 trials; '
+              'planning (Dery et al. 2022, arXiv 2210.04971) on BBOB, no table. lowcomm: held-out BBOB functions, another benchmark',
+    'rows': {**{f'regret after {n}: {label}': (f'regret_{key}_{n}', _HPOB[name][i]) for i, n in enumerate((25, 50, 100))
+                for name, key, label in (('random search', 'random', 'random search'), ('GP', 'gp', 'GP (ours: Optuna GP)'),
+                                         ('OptFormer policy', 'policy', 'OptFormer policy'), ('OptFormer-EI', 'ei', 'OptFormer-EI'))},
+             **{f'regret after {n}: planning, h = {h}': (f'regret_plan_h{h}_{n}', None) for n in (25, 50, 100) for h in (1, 2)},
+             'seconds per suggestion, h = 0': ('suggest_seconds_0', None), 'seconds per suggestion, h = 2': ('suggest_seconds_2', None)},
+    'hpob': {name: dict(zip(('25', '50', '100'), v)) for name, v in _HPOB.items()}})

@@ -17,12 +17,13 @@ from .data import meta_data, record_study
 from .serialize import TOKEN, VOCAB, serialize
 
 # %% auto #0
-__all__ = ['PRESETS', 'MAX_DIM', 'preset_of', 'seq_len', 'study_batch', 'OptFormer', 'study_loss', 'train_optformer', 'cmd_train']
+__all__ = ['PRESETS', 'MAX_DIM', 'preset_of', 'seq_len', 'study_batch', 'OptFormer', 'study_loss', 'training_data',
+           'train_optformer', 'cmd_train']
 
 # %% ../../nbs/hpo/40_model.ipynb #6ed2fbc9
-PRESETS = {'smoke': dict(n_layer=2, n_head=2, d_model=64, studies=40, trials=12, steps=150, batch=16, lr=3e-3),
-           'cpu': dict(n_layer=4, n_head=4, d_model=128, studies=600, trials=30, steps=3000, batch=32, lr=1e-3),
-           'gpu': dict(n_layer=8, n_head=8, d_model=512, studies=20_000, trials=50, steps=50_000, batch=128, lr=3e-4)}
+PRESETS = {'smoke': dict(n_layer=2, n_head=2, d_model=64, studies=40, trials=12, grid='smoke', steps=150, batch=16, lr=3e-3),
+           'cpu': dict(n_layer=4, n_head=4, d_model=128, studies=600, trials=30, grid='cpu', steps=2000, batch=32, lr=1e-3),
+           'gpu': dict(n_layer=8, n_head=8, d_model=512, studies=20_000, trials=50, grid='cpu', steps=50_000, batch=128, lr=3e-4)}
 MAX_DIM = 4    # the meta-training tasks' dimensions: 1..MAX_DIM
 
 def preset_of(name: str) -> dict:
@@ -82,10 +83,14 @@ def study_loss(model: GPT, records: list[dict], seed: int = 0) -> float:
     model.train(was)
     return float(loss)
 
+def training_data(preset: str, seed: int = 0, cache_dir=None, progress: bool = True) -> list[dict]:
+    "The meta-training studies of `preset` (generated and cached first): random BBOB tasks of the training functions, and some of the preset's DiLoCo table."
+    p = preset_of(preset)
+    return meta_data(p['studies'], p['trials'], seed, max_dim=MAX_DIM, grid=p['grid'], cache_dir=cache_dir, progress=progress)
+
 def train_optformer(preset: str = 'smoke', seed: int = 0, cache_dir=None, progress: bool = True, say=print) -> OptFormer:
     "Train an OptFormer of `preset` on its meta-training data (generated and cached first), save it in the cache, and return it."
-    p = preset_of(preset)
-    records = meta_data(p['studies'], p['trials'], seed, max_dim=MAX_DIM, cache_dir=cache_dir, progress=progress)
+    p, records = preset_of(preset), training_data(preset, seed, cache_dir, progress)
     held = max(1, len(records) // 10)
     train, val = records[:-held], records[-held:]
     torch.manual_seed(seed)

@@ -108,8 +108,9 @@ def behaviour(name: str, seed: int = 0):
     return BEHAVIOURS[name](seed)
 
 def run_study(task, sampler, trials: int) -> Study:
-    "A study of `task` (a space and an objective to minimize) by `sampler`, `trials` long."
+    "A study of `task` (a space and an objective to minimize) by `sampler`, `trials` long; a trial whose objective is None (say, a diverged run) is infeasible."
     study = Study(task.space, sampler=sampler)
     for _ in range(trials):
-        t = study.ask(); study.tell(t, task(t.params))
+        t = study.ask(); v = task(t.params)
+        study.tell(t, v, infeasible=v is None)
     return study
