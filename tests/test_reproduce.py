@@ -65,7 +65,8 @@ def reproduced(tmp_path_factory):
 HEADLINES = {'baseline': {'eval_loss', 'ppl', 'params'},
              'diloco': {'ppl_baseline', 'ppl_dp', 'ppl_diloco', 'bytes_dp', 'bytes_diloco', 'workers', 'H'},
              'async_localsgd': {'levels', 'ppl_sync_very', 'ppl_dn_dylu_very', 'time_sync_very', 'goodput_quorum_very'},
-             'dipaco': {'ppl_dense_path', 'ppl_diloco', 'ppl_dipaco', 'ppl_dense_total', 'ppl_by_router', 'ppl_reroute'}}
+             'dipaco': {'ppl_dense_path', 'ppl_diloco', 'ppl_dipaco', 'ppl_dense_total', 'ppl_by_router', 'ppl_reroute'},
+             'optformer_planning': {'regret', 'suggest_seconds', 'imitation', 'paired'}}
 
 
 @pytest.mark.parametrize('name', sorted(HEADLINES))
@@ -88,6 +89,9 @@ def test_reproduce_smoke(reproduced, name):
     elif name == 'diloco':
         assert res['bytes_dp'] == res['H'] * res['bytes_diloco']   # fp32 both ways: H times fewer messages
         assert res['corpus'] == 'stdlib'
+    elif name == 'optformer_planning':   # the issue's layout: method -> checkpoint -> mean normalized regret; horizon -> seconds
+        assert {'random', 'tpe', 'gp', 'policy', 'ei', 'plan_h1', 'plan_h2'} <= set(res['regret']) and set(res['suggest_seconds']) == {'0', '1', '2'}, res
+        assert all(0 <= v <= 1 for by_n in res['regret'].values() for v in by_n.values())
     elif name == 'dipaco':   # the routers' and re-routing's tables
         assert set(res['ppl_by_router']) == {'kmeans', 'product_kmeans', 'discriminative'} and '0' in res['ppl_reroute'], res
     else:   # the issue's layout: per level, the five methods' perplexities, the times and goodput
@@ -124,7 +128,7 @@ def test_results_index(reproduced):
     "RESULTS.md links the cpu page, names the smoke page without linking it, says gpu has none; every link in the pages resolves."
     papers, *_ = reproduced
     index = (papers/'RESULTS.md').read_text()
-    assert '| [cpu](RESULTS-cpu.md) | minutes on a 2-core CPU; should reproduce the direction of each claim | async_localsgd, baseline, diloco, dipaco |' in index, index
+    assert '| [cpu](RESULTS-cpu.md) | minutes on a 2-core CPU; should reproduce the direction of each claim | async_localsgd, baseline, diloco, dipaco, optformer_planning |' in index, index
     assert re.search(r'^\| gpu \| .* \| none \|$', index, re.M) and '](RESULTS-smoke.md)' not in index, index
     assert '# Reproductions at scale `cpu`' in (papers/'RESULTS-cpu.md').read_text()
     for page in papers.glob('RESULTS*.md'):
