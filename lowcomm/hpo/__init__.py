@@ -17,4 +17,6 @@ def __getattr__(name: str):
     if name not in _API: raise AttributeError(f"module 'lowcomm.hpo' has no attribute {name!r}: its names are {', '.join(sorted(_API))}")
     return getattr(importlib.import_module(f'lowcomm.hpo.{_API[name]}'), name)
 
-def __dir__() -> list[str]: return sorted(_API)
+def __dir__() -> list[str]:
+    "The family's main names (what tab completion offers)."
+    return sorted(_API)
