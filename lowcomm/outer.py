@@ -24,7 +24,7 @@ class OuterOptimizer:
         if name not in OUTER_OPTIMIZERS:
             raise ConfigError(f"outer optimizer {name!r} is unknown: expected one of {', '.join(map(repr, OUTER_OPTIMIZERS))}")
         self.params = params
-        if name == 'nesterov': self.opt = torch.optim.SGD([params], lr=lr, momentum=momentum, nesterov=True)
+        if name == 'nesterov': self.opt = torch.optim.SGD([params], lr=lr, momentum=momentum, nesterov=momentum > 0)   # no momentum: plain SGD
         elif name == 'sgd': self.opt = torch.optim.SGD([params], lr=lr)
         else: self.opt = torch.optim.Adam([params], lr=lr, betas=(momentum, 0.99), eps=0.1)
 
