@@ -16,7 +16,7 @@ from .table import TableTask, grid_of, random_table_task, table
 from .tasks import BEHAVIOURS, behaviour, random_task, run_study
 
 # %% auto #0
-__all__ = ['study_record', 'record_study', 'generate', 'meta_data']
+__all__ = ['DATA_VERSION', 'study_record', 'record_study', 'generate', 'meta_data']
 
 # %% ../../nbs/hpo/30_data.ipynb #8973fa8e
 def _task(task) -> dict:
@@ -51,10 +51,12 @@ def generate(n: int, trials: int = 30, seed: int = 0, behaviours=tuple(BEHAVIOUR
         records.append(study_record(task, name, run_study(task, behaviour(name, rng.randrange(2**31)), trials)))
     return records
 
+DATA_VERSION = 2   # raised whenever the making of the studies changes (tasks, samplers, spaces), so that older caches are not read
+
 def meta_data(n: int, trials: int = 30, seed: int = 0, behaviours=tuple(BEHAVIOURS), max_dim: int = 4, tables: float = 0.1,
               grid: str = 'smoke', cache_dir=None, progress: bool = True) -> list[dict]:
     "`generate`'s records, from the cache when it holds them (written there atomically otherwise)."
-    key = json.dumps([n, trials, seed, sorted(behaviours), max_dim, tables, grid])
+    key = json.dumps([DATA_VERSION, n, trials, seed, sorted(behaviours), max_dim, tables, grid])
     path = _cache_dir(cache_dir)/'hpo'/f'meta-{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsonl'
     if path.exists(): return [json.loads(l) for l in path.read_text().splitlines()]
     records = generate(n, trials, seed, behaviours, max_dim, tables, grid, cache_dir, progress)

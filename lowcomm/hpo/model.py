@@ -12,12 +12,12 @@ from tqdm.auto import tqdm
 from ..core import ConfigError, atomic_write
 from ..data import _cache_dir
 from ..models import GPT, GPTConfig
-from ..train import lr_at, make_optimizer, train_step
+from ..train import lr_at, make_optimizer, pick_device, train_step
 from .data import meta_data, record_study
 from .serialize import TOKEN, VOCAB, serialize
 
 # %% auto #0
-__all__ = ['PRESETS', 'MAX_DIM', 'preset_of', 'seq_len', 'study_batch', 'OptFormer', 'study_loss', 'training_data',
+__all__ = ['PRESETS', 'MAX_DIM', 'PENDING', 'preset_of', 'seq_len', 'study_batch', 'OptFormer', 'study_loss', 'training_data',
            'train_optformer', 'cmd_train']
 
 # %% ../../nbs/hpo/40_model.ipynb #6ed2fbc9
@@ -30,15 +30,23 @@ def preset_of(name: str) -> dict:
     if name not in PRESETS: raise ConfigError(f"preset = {name!r} is not allowed: expected one of {', '.join(map(repr, PRESETS))}")
     return PRESETS[name]
 
+PENDING = 0.2   # the share of training studies whose last 1 to 3 trials are marked pending
+
 def seq_len(trials: int, dims: int = MAX_DIM) -> int:
-    "Tokens of the longest serialized study of `trials` trials of `dims` parameters, plus room to predict one more trial."
-    return 3 + 2 * dims + 1 + (trials + 1) * (dims + 2) + 1
+    "The input tokens of the longest serialized study of `trials` trials of `dims` parameters (all but its EOS)."
+    return 3 + 2 * dims + 1 + trials * (dims + 2)
+
+def _with_pending(study, rng: random.Random):
+    "`study` with its last 1 to 3 trials marked pending, for a share `PENDING` of draws of `rng`."
+    if rng.random() < PENDING:
+        for t in study.trials[-rng.randint(1, 3):]: t.state, t.value = 'pending', None
+    return study
 
 def study_batch(records: list[dict], rng: random.Random, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    "Inputs and targets of the studies `records`, serialized afresh by `rng` (training: shuffled order, random interval), padded to `length`; padding is no target (-100)."
+    "Inputs and targets of the studies `records`, serialized afresh by `rng` (training: shuffled order, random interval, some last trials pending), padded to `length`; padding is no target (-100)."
     xs, ys = [], []
     for r in records:
-        toks = serialize(record_study(r), r['algorithm'], rng).tokens[:length + 1]
+        toks = serialize(_with_pending(record_study(r), rng), r['algorithm'], rng).tokens[:length + 1]
         pad = length + 1 - len(toks)
         xs.append(toks[:-1] + [TOKEN['PAD']] * pad); ys.append(toks[1:] + [-100] * pad)
     return torch.tensor(xs), torch.tensor(ys)
@@ -68,18 +76,14 @@ class OptFormer:
         model = GPT(GPTConfig(**state['gpt'])); model.load_state_dict(state['model'])
         return cls(model, state['preset'], state['val_loss'])
 
-    @torch.no_grad()
-    def next_logits(self, tokens: list[int]) -> torch.Tensor:
-        "Logits of the token after `tokens` (the last `seq_len` of them)."
-        return self.model(torch.tensor([tokens[-self.model.config.seq_len:]]))[0][0, -1]
-
 # %% ../../nbs/hpo/40_model.ipynb #f32226bd
 @torch.no_grad()
 def study_loss(model: GPT, records: list[dict], seed: int = 0) -> float:
     "Mean next-token loss of `model` on `records`, serialized by a seeded `Random` (as in training: shuffled order, random interval)."
-    was = model.training; model.eval()
+    was, dev = model.training, next(model.parameters()).device
+    model.eval()
     x, y = study_batch(records, random.Random(seed), model.config.seq_len)
-    _, loss = model(x, y)
+    _, loss = model(x.to(dev), y.to(dev))
     model.train(was)
     return float(loss)
 
@@ -94,15 +98,16 @@ def train_optformer(preset: str = 'smoke', seed: int = 0, cache_dir=None, progre
     held = max(1, len(records) // 10)
     train, val = records[:-held], records[-held:]
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=VOCAB, seq_len=seq_len(p['trials']), n_layer=p['n_layer'], n_head=p['n_head'], d_model=p['d_model']))
+    dev = pick_device('auto')
+    model = GPT(GPTConfig(vocab_size=VOCAB, seq_len=seq_len(p['trials']), n_layer=p['n_layer'], n_head=p['n_head'], d_model=p['d_model'])).to(dev)
     opt, rng, t0 = make_optimizer(model, p['lr'], 0.1), random.Random(seed), time.perf_counter()
     before = study_loss(model, val)
     bar = tqdm(range(p['steps']), desc=f'OptFormer {preset}', disable=not progress, leave=False)
     for step in bar:
         x, y = study_batch(rng.sample(train, min(p['batch'], len(train))), rng, model.config.seq_len)
-        loss = train_step(model, opt, x, y, lr_at(step, p['lr'], max(1, p['steps'] // 20), p['steps']), 1.0)
+        loss = train_step(model, opt, x.to(dev), y.to(dev), lr_at(step, p['lr'], max(1, p['steps'] // 20), p['steps']), 1.0)
         if step % 50 == 0: bar.set_postfix(loss=f'{float(loss):.3f}')
-    of = OptFormer(model, preset, study_loss(model, val))
+    of = OptFormer(model.cpu(), preset, study_loss(model, val))          # suggestions run on the CPU
     of.save(cache_dir)
     say(f"OptFormer {preset}: {sum(t.numel() for t in model.parameters()):,} parameters, {p['steps']} steps on {len(train)} studies in "
         f"{time.perf_counter() - t0:.0f} s; held-out loss {before:.3f} -> {of.val_loss:.3f}; saved to {OptFormer.path(preset, cache_dir)}")

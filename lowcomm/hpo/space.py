@@ -28,7 +28,7 @@ class Float:
 
 @dataclass(frozen=True)
 class Int:
-    "An integer parameter in [low, high], on a linear or `log` scale."
+    "An integer parameter in [low, high], on a linear or `log` scale: the unit interval cut into one equal cell per integer (equal in the logarithm on a log scale)."
     low: int
     high: int
     log: bool = False
@@ -36,8 +36,14 @@ class Int:
         if not all(isinstance(x, int) and not isinstance(x, bool) for x in (self.low, self.high)):
             raise ConfigError(f"Int(low={self.low!r}, high={self.high!r}) is not allowed: expected integer bounds")
         _check_range(self, 'Int')
-    def to_unit(self, v) -> float: return _to_unit(self, v)
-    def from_unit(self, u: float) -> int: return min(self.high, max(self.low, round(_from_unit(self, u))))
+    def _span(self) -> tuple[float, float]: return (math.log(self.low), math.log(self.high + 1)) if self.log else (self.low, self.high + 1)
+    def to_unit(self, v) -> float:
+        "The centre of `v`'s cell."
+        a, b = self._span()
+        return (((math.log(v) + math.log(v + 1)) / 2 if self.log else v + 0.5) - a) / (b - a)
+    def from_unit(self, u: float) -> int:
+        a, b = self._span(); x = a + min(1.0, max(0.0, u)) * (b - a)
+        return min(self.high, max(self.low, math.floor(math.exp(x) if self.log else x)))
     def contains(self, v) -> bool: return isinstance(v, int) and not isinstance(v, bool) and self.low <= v <= self.high
 
 @dataclass(frozen=True)

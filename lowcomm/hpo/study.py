@@ -31,6 +31,10 @@ class RandomSampler:
     def suggest(self, study: 'Study') -> dict: return study.space.sample(random.Random(f'{self.seed}:{len(study.trials)}'))
 
 # %% ../../nbs/hpo/11_study.ipynb #be173ebc
+def _check_outcome(number: int, value, infeasible: bool):
+    if infeasible == (value is not None) or not (infeasible or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))):
+        raise ConfigError(f"tell(trial {number}, value={value!r}, infeasible={infeasible}) is not allowed: expected a finite value, or infeasible=True without one")
+
 class Study:
     "Trials of `space` toward `direction` ('minimize' or 'maximize'), asked of `sampler`; saved as a run record at `run_dir` if given."
     def __init__(self, space: SearchSpace, direction: str = 'minimize', sampler=None, run_dir=None, name: str = ''):
@@ -48,14 +52,13 @@ class Study:
 
     def add(self, params: dict, value: float | None = None, infeasible: bool = False) -> Trial:
         "A trial evaluated elsewhere: its parameters (checked against the space) and its value, or infeasible."
-        self.space.check(params)
+        self.space.check(params); _check_outcome(len(self.trials), value, infeasible)       # a bad one adds nothing
         return self.tell(self._add(Trial(len(self.trials), dict(params)), sampler='added'), value, infeasible)
 
     def tell(self, trial: Trial | int, value: float | None = None, infeasible: bool = False) -> Trial:
         "Complete pending `trial` (or its number) with `value`, or mark it infeasible."
         t = self._pending(trial)
-        if infeasible == (value is not None) or not (infeasible or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))):
-            raise ConfigError(f"tell(trial {t.number}, value={value!r}, infeasible={infeasible}) is not allowed: expected a finite value, or infeasible=True without one")
+        _check_outcome(t.number, value, infeasible)
         t.state, t.value = ('infeasible', None) if infeasible else ('complete', float(value))
         if self.record: self.record.log('tell', step=t.number, number=t.number, state=t.state, value=t.value)
         return t

@@ -12,9 +12,10 @@ import torch
 from fastcore.basics import patch
 
 from ..core import ConfigError
-from .model import OptFormer
+from .model import MAX_DIM, OptFormer
 from .serialize import BINS, TOKEN, Serialized, serialize
-from .space import Categorical, Float, Int, SearchSpace, dequantize
+from .space import Categorical, Float, Int, SearchSpace, dequantize, quantize
+from .tasks import BEHAVIOURS
 from .study import Study, Trial
 
 # %% auto #0
@@ -32,7 +33,7 @@ def _context(study: Study, algorithm: str, seq_len: int, room: int) -> tuple[lis
     trials = study.trials
     if len(trials) > fit:
         sign = 1 if study.direction == 'minimize' else -1
-        best = {t.number for t in sorted(study.complete, key=lambda t: sign * t.value)[:fit // 2]}
+        best = {t.number for t in sorted(study.complete, key=lambda t: sign * t.value)[:max(1, fit // 2)]}
         others = [t for t in trials if t.number not in best]
         keep = best | {t.number for t in others[len(others) - (fit - len(best)):]}
         trials = [t for t in trials if t.number in keep]
@@ -61,23 +62,27 @@ def _bins(state: tuple) -> torch.Tensor:
     "Each sequence's next-token distribution over the value bins (a parameter's, or the objective's after a trial's parameters)."
     return torch.softmax(state[0][:, :BINS].float(), -1)
 
-def _draw(of: OptFormer, state: tuple, d: int, gen: torch.Generator) -> tuple[torch.Tensor, tuple]:
-    "A trial's `d` parameter tokens drawn from the policy for each sequence, one after another: (B, d), and the state after them."
+def _snaps(space: SearchSpace) -> torch.Tensor:
+    "For each parameter, the bin that each bin stands for once a trial holds it: itself for a float; for an integer or a category, its value's own bin."
+    return torch.tensor([[quantize(p.to_unit(p.from_unit(dequantize(q)))) for q in range(BINS)] for p in space.params.values()])
+
+def _draw(of: OptFormer, state: tuple, snap: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, tuple]:
+    "A trial's parameter tokens drawn from the policy for each sequence, one after another, each snapped (`_snaps`) to a bin a trial can hold: (B, d), and the state after them."
     xs = []
-    for _ in range(d):
-        xs.append(torch.multinomial(_bins(state), 1, generator=gen))
+    for s in snap:
+        xs.append(s[torch.multinomial(_bins(state), 1, generator=gen)])
         state = _feed(of, state, xs[-1])
     return torch.cat(xs, 1), state
 
-def _rollout(of: OptFormer, state: tuple, d: int, steps: int, best: float, gen: torch.Generator, first: torch.Tensor | None = None):
+def _rollout(of: OptFormer, state: tuple, snap: torch.Tensor, steps: int, best: float, gen: torch.Generator, first: torch.Tensor | None = None):
     "`steps` trials played forward from `state`, the model being both policy (each trial's parameters; the first given as `first` if it is) and function (each outcome drawn from its prediction): the trials' parameter tokens (steps x (B, d)), the drawn outcomes' bins (steps - 1 x (B,)), the last trial's predicted distribution (B, BINS), and the best normalized objective before it (B,)."
-    m, xs, ys, p = torch.full((len(state[0]),), best), [], [], None
+    m, xs, ys, p = torch.full((len(state[0]),), best, dtype=torch.float64), [], [], None
     for i in range(steps):
         if i:
             y = torch.multinomial(p, 1, generator=gen)
             ys.append(y[:, 0]); m = torch.maximum(m, CENTRES[y[:, 0]])
             state = _feed(of, state, torch.cat([y, torch.full_like(y, TOKEN['SEP'])], 1))
-        x, state = (first, _feed(of, state, first)) if i == 0 and first is not None else _draw(of, state, d, gen)
+        x, state = (first, _feed(of, state, first)) if i == 0 and first is not None else _draw(of, state, snap, gen)
         xs.append(x); p = _bins(state)
     return xs, ys, p, m
 
@@ -118,17 +123,18 @@ def suggestion(of: OptFormer, study: Study, algorithm: str = 'gp', kind: str = '
                rollouts: int = 8, shortlist: int = 16, gen: torch.Generator | None = None) -> Suggestion:
     "The next trial of `study` by `of` (see the prose): `candidates` policy trajectories of `horizon` + 1 trials give the candidates; the `shortlist` best by acquisition `kind` at the root are kept, and with a horizon, each is valued by `rollouts` look-aheads."
     d = len(study.space)
+    if d > MAX_DIM: raise ConfigError(f"a study of {d} parameters is not allowed: the OptFormer learned from studies of 1 to {MAX_DIM}")
     prefix, best, ser = _context(study, algorithm, of.model.config.seq_len, horizon * (d + 2) + d)
-    root = _start(of, prefix)
-    xs, _, p, _ = _rollout(of, _copies(root, 1 if kind == 'policy' else candidates), d, horizon + 1, best, gen)
+    root, snap = _start(of, prefix), _snaps(study.space)
+    xs, _, p, _ = _rollout(of, _copies(root, 1 if kind == 'policy' else candidates), snap, horizon + 1, best, gen)
     pool = torch.cat(xs)                                                # every trial on the policy's trajectories
-    if horizon: _, _, p, _ = _rollout(of, _copies(root, len(pool)), d, 1, best, gen, first=pool)
+    if horizon: _, _, p, _ = _rollout(of, _copies(root, len(pool)), snap, 1, best, gen, first=pool)
     scores = torch.zeros(len(pool)) if kind == 'policy' else acquisition(p, best, kind, gen)
     top = scores.topk(min(shortlist, len(pool))).indices
     extra = {}
     if horizon:
         K, R = len(top), rollouts
-        xs, ys, last, m = _rollout(of, _copies(root, K * R), d, horizon + 1, best, gen, first=pool[top].repeat_interleave(R, 0))
+        xs, ys, last, m = _rollout(of, _copies(root, K * R), snap, horizon + 1, best, gen, first=pool[top].repeat_interleave(R, 0))
         scores = ((last * torch.maximum(CENTRES, m[:, None])).sum(1) - best).view(K, R).mean(1)
         extra = dict(rollout_params=CENTRES[torch.stack(xs, 1)].view(K, R, horizon + 1, d), rollout_outcomes=CENTRES[torch.stack(ys, 1)].view(K, R, horizon))
     else: scores = scores[top]
@@ -149,7 +155,7 @@ class OptFormerSampler(optuna.samplers.BaseSampler):
         for name, v, least in (('candidates', candidates, 1), ('horizon', horizon, 0), ('rollouts', rollouts, 1), ('shortlist', shortlist, 1)): _integer(name, v, least)
         if horizon and acquisition != 'ei':
             raise ConfigError(f"acquisition = {acquisition!r} with horizon = {horizon} is not allowed: planning values a candidate by the expected best objective after its look-ahead, expected acquisition 'ei'")
-        serialize(Study(SearchSpace({'x': Float(0.0, 1.0)})), algorithm)          # an unknown algorithm's one-line error, now
+        if algorithm not in BEHAVIOURS: raise ConfigError(f"algorithm = {algorithm!r} is not allowed: expected one the OptFormer learned from, {', '.join(map(repr, BEHAVIOURS))}")
         self.of = of or OptFormer.load(preset)
         self.algorithm, self.candidates, self.acquisition, self.seed = algorithm, candidates, acquisition, seed
         self.horizon, self.rollouts, self.shortlist, self.last = horizon, rollouts, shortlist, None
@@ -161,7 +167,8 @@ class OptFormerSampler(optuna.samplers.BaseSampler):
 
     # Optuna's side (see below): the relative search space, a suggestion in it, and the first trial's random draws
     def infer_relative_search_space(self, study, trial) -> dict:
-        return optuna.search_space.intersection_search_space(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        space = optuna.search_space.intersection_search_space(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        return {k: d for k, d in space.items() if not d.single()}     # a parameter of one value is Optuna's to fill
     def sample_relative(self, study, trial, search_space: dict) -> dict:
         return self.suggest(_lowcomm_study(study, search_space)) if search_space else {}
     def sample_independent(self, study, trial, name, distribution):
