@@ -65,8 +65,14 @@ class Study:
 
     def _add(self, t: Trial, sampler: str, **summary) -> Trial:
         self.trials.append(t)
-        if self.record: self.record.log('ask', step=t.number, number=t.number, params=t.params, sampler=sampler, **summary)
+        if self.record:
+            self.record.log('ask', step=t.number, number=t.number, params=t.params, sampler=sampler, **summary)
+            self.record.set_status('running', trials=len(self.trials))
         return t
+
+    def finish(self):
+        "Say in the study's record that it takes no more trials (a dashboard following it stops)."
+        if self.record: self.record.set_status('finished', trials=len(self.trials))
 
     def _pending(self, trial: Trial | int) -> Trial:
         n = trial.number if isinstance(trial, Trial) else trial

@@ -113,4 +113,5 @@ def run_study(task, sampler, trials: int) -> Study:
     for _ in range(trials):
         t = study.ask(); v = task(t.params)
         study.tell(t, v, infeasible=v is None)
+    study.finish()
     return study
