@@ -84,7 +84,7 @@ class OptunaSampler:
     def __init__(self, kind: str = 'tpe', seed: int = 0):
         import optuna
         if kind not in ('tpe', 'gp'): raise ConfigError(f"kind = {kind!r} is not allowed: expected 'tpe' or 'gp'")
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)     # not its GP's 'already converged' notes, one per trial
         self.name, self.kind, self.seed, self.study, self.asked = kind, kind, seed, None, {}
 
     def suggest(self, study: Study) -> dict:
