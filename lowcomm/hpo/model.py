@@ -21,9 +21,9 @@ __all__ = ['PRESETS', 'MAX_DIM', 'PENDING', 'preset_of', 'seq_len', 'study_batch
            'train_optformer', 'cmd_train']
 
 # %% ../../nbs/hpo/40_model.ipynb #6ed2fbc9
-PRESETS = {'smoke': dict(n_layer=2, n_head=2, d_model=64, studies=40, trials=12, grid='smoke', steps=150, batch=16, lr=3e-3),
-           'cpu': dict(n_layer=4, n_head=4, d_model=128, studies=600, trials=30, grid='cpu', steps=2000, batch=32, lr=1e-3),
-           'gpu': dict(n_layer=8, n_head=8, d_model=512, studies=20_000, trials=50, grid='cpu', steps=50_000, batch=128, lr=3e-4)}
+PRESETS = {'smoke': dict(n_layer=2, n_head=2, d_model=64, dropout=0.0, studies=40, trials=12, grid='smoke', steps=150, batch=16, lr=3e-3),
+           'cpu': dict(n_layer=4, n_head=4, d_model=128, dropout=0.1, studies=2000, trials=30, grid='cpu', steps=2000, batch=32, lr=1e-3),
+           'gpu': dict(n_layer=8, n_head=8, d_model=512, dropout=0.1, studies=20_000, trials=50, grid='cpu', steps=50_000, batch=128, lr=3e-4)}
 MAX_DIM = 4    # the meta-training tasks' dimensions: 1..MAX_DIM
 
 def preset_of(name: str) -> dict:
@@ -99,7 +99,7 @@ def train_optformer(preset: str = 'smoke', seed: int = 0, cache_dir=None, progre
     train, val = records[:-held], records[-held:]
     torch.manual_seed(seed)
     dev = pick_device('auto')
-    model = GPT(GPTConfig(vocab_size=VOCAB, seq_len=seq_len(p['trials']), n_layer=p['n_layer'], n_head=p['n_head'], d_model=p['d_model'])).to(dev)
+    model = GPT(GPTConfig(vocab_size=VOCAB, seq_len=seq_len(p['trials']), n_layer=p['n_layer'], n_head=p['n_head'], d_model=p['d_model'], dropout=p['dropout'])).to(dev)
     opt, rng, t0 = make_optimizer(model, p['lr'], 0.1), random.Random(seed), time.perf_counter()
     before = study_loss(model, val)
     bar = tqdm(range(p['steps']), desc=f'OptFormer {preset}', disable=not progress, leave=False)
