@@ -31,9 +31,8 @@ def grid_of(name: str) -> dict:
     return GRIDS[name]
 
 def diloco_config(outer_lr: float, outer_momentum: float, H: int, steps: int, seed: int = 0) -> DiLoCoConfig:
-    "The tiny simulated DiLoCo run of one grid point (momentum 0: plain outer SGD)."
-    return DiLoCoConfig(**BASE, steps=steps, H=H, outer_lr=outer_lr, outer_momentum=outer_momentum,
-                        outer_opt='nesterov' if outer_momentum else 'sgd', seed=seed)
+    "The tiny simulated DiLoCo run of one grid point."
+    return DiLoCoConfig(**BASE, steps=steps, H=H, outer_lr=outer_lr, outer_momentum=outer_momentum, seed=seed)
 
 def final_loss(cfg: DiLoCoConfig, data=None) -> float | None:
     "The run's final held-out loss, single-threaded; None if it diverged (not finite, or worse than predicting tokens uniformly)."
