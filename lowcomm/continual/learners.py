@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['LEARNERS', 'LearnerConfig', 'widths', 'make_block', 'make_blocks', 'Net', 'fresh_net', 'accuracy', 'predict_labels',
-           'Fit', 'Learner', 'Independent', 'Finetune', 'knn_accuracy', 'FinetuneBest', 'make_learner']
+           'Fit', 'Learner', 'Independent', 'Finetune', 'knn_accuracy', 'FinetuneBest', 'register_learner',
+           'make_learner']
 
 # %% ../../nbs/continual/12_learners.ipynb #a1c4624a
-import copy, math
+import copy, inspect, math
 from dataclasses import dataclass
 
 import torch
@@ -292,9 +293,37 @@ class FinetuneBest(Independent):
         self.fit = Fit(net, task, self.cfg, self.steps, self.task_seed())
 
 # %% ../../nbs/continual/12_learners.ipynb #93e69fc8
-LEARNERS: dict[str, type] = {c.name: c for c in (Independent, Finetune, FinetuneBest)}
+LEARNERS: dict[str, type] = {}
 
-def make_learner(name: str, shape: tuple, cfg: LearnerConfig) -> Learner:
-    "The learner called `name`, for images of `shape`."
+def register_learner(cls: type) -> type:
+    "Class decorator: make learner `cls` known by its `name` to runs, the command line and the papers."
+    if LEARNERS.get(cls.name, cls).__qualname__ != cls.__qualname__:
+        raise ConfigError(f"learner {cls.name!r} is registered twice, by different classes: each name is one learner")
+    LEARNERS[cls.name] = cls
+    return cls
+
+for _cls in (Independent, Finetune, FinetuneBest): register_learner(_cls)
+
+def _option(name: str, param: inspect.Parameter, value: str):
+    "`value` converted to the type of `param`'s default."
+    kind = type(param.default)
+    if kind is bool:
+        if value.lower() in ('1', 'true', '0', 'false'): return value.lower() in ('1', 'true')
+    else:
+        try: return kind(value)
+        except ValueError: pass
+    raise ConfigError(f"learner option {param.name} = {value!r} of {name!r} is not allowed: expected a {kind.__name__}")
+
+def make_learner(spec: str, shape: tuple, cfg: LearnerConfig) -> Learner:
+    "The learner `spec` names ('NAME' or 'NAME:key=value,...'), for images of `shape`."
+    name, _, options = spec.partition(':')
     if name not in LEARNERS: raise ConfigError(f"learner = {name!r} is not allowed: expected one of {', '.join(map(repr, LEARNERS))}")
-    return LEARNERS[name](shape, cfg)
+    params = {k: p for k, p in inspect.signature(LEARNERS[name].__init__).parameters.items() if k not in ('self', 'shape', 'cfg')}
+    kwargs = {}
+    for item in filter(None, options.split(',')):
+        key, eq, value = item.partition('=')
+        if key not in params or not eq:
+            raise ConfigError(f"learner option {item!r} of {name!r} is not allowed: expected key=value with key one of "
+                              f"{', '.join(params) or '(none: this learner has no options)'}")
+        kwargs[key] = _option(name, params[key], value)
+    return LEARNERS[name](shape, cfg, **kwargs)
