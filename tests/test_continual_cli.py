@@ -1,0 +1,63 @@
+"`lowcomm continual` as a user runs it: killed for real within a task and resumed, and one-line errors for what it cannot run."
+import json, signal, subprocess, time
+
+import pytest
+
+from _cli import lowcomm, lowcomm_cmd
+from lowcomm.core import RunRecord
+
+# S- at smoke scale with a tiny network: 6 tasks of 200 steps in chunks of 5, so task 0 alone is 40 checkpoints.
+RUN = ['continual', '--stream', 's_minus', '--scale', 'smoke', '--learner', 'finetune_knn', '--width', '4',
+       '--min_steps', '200', '--max_steps', '200', '--eval_every', '50', '--chunk', '5', '--probe', '64']
+TIMEOUT = 300
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    "One BLAS/OpenMP thread in the subprocesses, so that two processes computing the same steps agree to the bit."
+    for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'): monkeypatch.setenv(var, '1')
+
+
+def chunk_of(cp) -> int: return int(cp.name.removeprefix('step-').removesuffix('.pt'))
+
+
+def test_killed_within_a_task_resumes_to_the_same_rows(tmp_path):
+    crashed, whole = tmp_path/'crashed', tmp_path/'whole'
+    with open(tmp_path/'crashed.log', 'wb') as log:
+        victim = subprocess.Popen([*lowcomm_cmd(), *RUN, '--run_dir', str(crashed)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + TIMEOUT
+            while not any(chunk_of(cp) >= 3 for cp in RunRecord(crashed).checkpoints()):   # three chunks into task 0
+                assert victim.poll() is None, f"the run exited ({victim.returncode}) before its third checkpoint"
+                assert time.monotonic() < deadline, "no third checkpoint in time"
+                time.sleep(0.02)
+            victim.send_signal(signal.SIGKILL)
+            assert victim.wait(timeout=30) == -signal.SIGKILL, "the run finished before it could be killed"
+        finally:
+            if victim.poll() is None: victim.kill(); victim.wait()
+    planned = json.loads((crashed/'config.json').read_text())['steps']
+    killed_at = max(chunk_of(cp) for cp in RunRecord(crashed).checkpoints())
+    assert killed_at < planned[0] // 5, f"killed after task 0 ended (chunk {killed_at}): not within a task"
+
+    for run_dir in (crashed, whole):
+        r = lowcomm(*RUN, '--run_dir', run_dir, cwd=tmp_path, timeout=TIMEOUT)
+        assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr[-3000:]
+        assert '6 of 6 tasks: average accuracy' in r.stdout, r.stdout
+    rec, ref = RunRecord(crashed), RunRecord(whole)
+    assert rec.status['state'] == ref.status['state'] == 'finished'
+    same = lambda rows: [{k: v for k, v in row.items() if k not in ('time', 'seconds')} for row in rows]
+    assert same(rec.metrics('task')) == same(ref.metrics('task'))      # accuracies, FLOPs, memory, choices: bit for bit
+    assert [m['step'] for m in rec.metrics('train')] == list(range(1, sum(planned) // 5 + 1))   # every chunk logged once
+
+
+@pytest.mark.parametrize('flags, says', [
+    (['--learner', 'ewc'], "learner = 'ewc' is not allowed: expected one of 'independent', 'finetune', 'finetune_knn'"),
+    (['--learner', 'finetune:wait=2'], "learner option 'wait=2' of 'finetune' is not allowed"),
+    (['--stream', 's_huge'], "s_huge"),
+    (['--scale', 'huge'], "ContinualConfig.scale = 'huge' is not allowed: expected one of 'smoke', 'cpu', 'gpu'"),
+], ids=['learner', 'learner-option', 'stream', 'scale'])
+def test_bad_settings_one_line(tmp_path, flags, says):
+    r = lowcomm('continual', '--run_dir', tmp_path/'run', '--scale', 'smoke', *flags, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('lowcomm continual: ') and says in lines[0], r.stderr
