@@ -6,9 +6,10 @@
 __all__ = []
 
 # %% ../../nbs/continual/00_overview.ipynb #0d67b064
-from ..core import RunKind, register_kind
+from ..core import RunKind, lazy, register_kind, register_panels
 from .run import ContinualConfig, ContinualRun
 
 register_kind(RunKind('continual', ContinualConfig, lambda cfg, run_dir: ContinualRun(cfg, run_dir=run_dir),
                       help='a continual learner on a stream of tasks (CTrL, ALMA, NEVIS-style): accuracy matrix, FLOPs, memory',
                       label=lambda c: f"{c['learner']} on {c['stream']}"))
+register_panels('continual')(lazy('lowcomm.continual.dashboard', 'continual_panels'))

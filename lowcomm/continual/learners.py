@@ -26,9 +26,9 @@ class LearnerConfig(Config):
     width: int = integer(16, 1)             # channels of the first block; they double every second block
     blocks: int = integer(4, 1, 8)
     batch: int = integer(32, 1)
-    lr: float = number(1e-3, 0, lo_open=True)   # Adam
-    epochs: float = number(10, 0, lo_open=True) # passes over a task's training set, kept within [min_steps, max_steps]
-    min_steps: int = integer(50, 1)
+    lr: float = number(3e-3, 0, lo_open=True)   # Adam
+    epochs: float = number(30, 0, lo_open=True) # passes over a task's training set, kept within [min_steps, max_steps]
+    min_steps: int = integer(150, 1)
     max_steps: int = integer(1000, 1)
     eval_every: int = integer(50, 1)        # steps between validations; the best snapshot is what the task keeps
     probe: int = integer(256, 1)            # examples a transfer probe embeds per split (kNN estimates)
