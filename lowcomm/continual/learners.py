@@ -100,18 +100,23 @@ class Fit:
         "Up to `steps` more steps (fewer if the fit ends first)."
         self.net.train()
         for _ in range(min(steps, self.steps - self.step)):
-            x, y = self.batch(self.step)
-            loss = F.cross_entropy(self.net(x), y)
+            loss, self.loss = self.objective(*self.batch(self.step))
             self.opt.zero_grad(); loss.backward(); self.opt.step()
-            self.step, self.loss = self.step + 1, loss.item()
+            self.step += 1
             if self.step % self.cfg.eval_every == 0 or self.done: self.validate()
+
+    def objective(self, x, y) -> tuple[torch.Tensor, float]:
+        "What a step minimizes on the batch (`x`, `y`), and the loss it reports."
+        loss = F.cross_entropy(self.net(x), y)
+        return loss, loss.item()
 
     def validate(self):
         acc = accuracy(self.net, self.task.x_val, self.task.y_val)
         if acc > self.best_acc: self.best_acc, self.best = acc, copy.deepcopy(self.net.state_dict())
 
     def result(self) -> nn.Module:
-        "The network at its best validation accuracy."
+        "The network at its best validation accuracy (validated now if it took no steps)."
+        if self.best is None: self.validate()
         self.net.load_state_dict(self.best)
         return self.net
 
@@ -176,7 +181,7 @@ class Learner:
         if self.task is None: raise ConfigError("finish() needs a task in progress: call start(task) first")
         used = self._measured(self._finish)
         self.seen[self.task.name], self.done, self.task, self.fit = self.task.classes, self.done + 1, None, None
-        return used
+        return self._holding(used)                   # what it keeps from now on, the task's fit let go
 
     def learn(self, task: Task, steps: int | None = None) -> Usage:
         "Start, train and finish `task` in one call."
@@ -197,8 +202,13 @@ class Learner:
     # -- mechanics -------------------------------------------------------------------------------------
     def _measured(self, call, *args):
         with measure(*self.kept()) as used: out = call(*args)
-        used.params, used.memory_mb = param_count(*self.kept()), kept_mb(*self.kept())
+        self._holding(used)
         return used if out is None else (out, used)
+
+    def _holding(self, used: Usage) -> Usage:
+        "`used`, with the parameters and memory the learner holds now."
+        used.params, used.memory_mb = param_count(*self.kept()), kept_mb(*self.kept())
+        return used
 
     def _check(self, task: Task):
         task.check(self.shape)
