@@ -1,9 +1,9 @@
 "`lowcomm continual` as a user runs it: killed for real within a task and resumed, and one-line errors for what it cannot run."
-import json, signal, subprocess, time
+import json, subprocess
 
 import pytest
 
-from _cli import lowcomm, lowcomm_cmd
+from _cli import checkpoint_step, kill_at_checkpoint, lowcomm, lowcomm_cmd
 from lowcomm.core import RunRecord
 
 # S- at smoke scale with a tiny network: 6 tasks of 200 steps in chunks of 5, so task 0 alone is 40 checkpoints.
@@ -18,25 +18,13 @@ def one_thread(monkeypatch):
     for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'): monkeypatch.setenv(var, '1')
 
 
-def chunk_of(cp) -> int: return int(cp.name.removeprefix('step-').removesuffix('.pt'))
-
-
 def test_killed_within_a_task_resumes_to_the_same_rows(tmp_path):
     crashed, whole = tmp_path/'crashed', tmp_path/'whole'
     with open(tmp_path/'crashed.log', 'wb') as log:
         victim = subprocess.Popen([*lowcomm_cmd(), *RUN, '--run_dir', str(crashed)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + TIMEOUT
-            while not any(chunk_of(cp) >= 3 for cp in RunRecord(crashed).checkpoints()):   # three chunks into task 0
-                assert victim.poll() is None, f"the run exited ({victim.returncode}) before its third checkpoint"
-                assert time.monotonic() < deadline, "no third checkpoint in time"
-                time.sleep(0.02)
-            victim.send_signal(signal.SIGKILL)
-            assert victim.wait(timeout=30) == -signal.SIGKILL, "the run finished before it could be killed"
-        finally:
-            if victim.poll() is None: victim.kill(); victim.wait()
+        kill_at_checkpoint(victim, crashed, 3, TIMEOUT)   # three chunks into task 0
     planned = json.loads((crashed/'config.json').read_text())['steps']
-    killed_at = max(chunk_of(cp) for cp in RunRecord(crashed).checkpoints())
+    killed_at = max(checkpoint_step(cp) for cp in RunRecord(crashed).checkpoints())
     assert killed_at < planned[0] // 5, f"killed after task 0 ended (chunk {killed_at}): not within a task"
 
     for run_dir in (crashed, whole):

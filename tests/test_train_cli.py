@@ -1,11 +1,10 @@
 "`lowcomm train` end to end, as a user runs it: a real crash and resume, bad configs, missing data, corrupt checkpoints."
-import json, re, shutil, signal, subprocess, time
-from pathlib import Path
+import json, shutil, subprocess
 
 import pytest
 import torch
 
-from _cli import lowcomm, lowcomm_cmd
+from _cli import checkpoint_step, kill_at_checkpoint, lowcomm, lowcomm_cmd
 from lowcomm.core import RunRecord
 
 # A small run: a few seconds of CPU. Evaluations, train logs and checkpoints every 10 steps.
@@ -26,9 +25,6 @@ def start(*args, cwd, log) -> subprocess.Popen:
     return subprocess.Popen([*lowcomm_cmd(), *map(str, args)], cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
 
 
-def step_of(cp: Path) -> int: return int(re.fullmatch(r'step-(\d+)\.pt', cp.name).group(1))
-
-
 def assert_one_clear_line(r: subprocess.CompletedProcess):
     "Exit status 2 and a single `lowcomm train: ...` line on stderr, no traceback."
     assert r.returncode == 2, (r.returncode, r.stderr)
@@ -46,17 +42,7 @@ def test_crash_and_resume(tmp_path):
         reference = start('train', '--run_dir', ref, *RUN, cwd=tmp_path, log=rlog)  # runs alongside
         try:
             victim = start('train', '--run_dir', crashed, *RUN, cwd=tmp_path, log=clog)
-            try:
-                # Wait for the step-20 checkpoint (or a later one), then crash the run for real.
-                deadline = time.monotonic() + TIMEOUT
-                while not any(step_of(cp) >= 20 for cp in RunRecord(crashed).checkpoints()):
-                    assert victim.poll() is None, f"train exited ({victim.returncode}) before its step-20 checkpoint"
-                    assert time.monotonic() < deadline, "no step-20 checkpoint in time"
-                    time.sleep(0.02)
-                victim.send_signal(signal.SIGKILL)
-                assert victim.wait(timeout=30) == -signal.SIGKILL, "the run finished before it could be killed"
-            finally:
-                if victim.poll() is None: victim.kill(); victim.wait()
+            kill_at_checkpoint(victim, crashed, 20, TIMEOUT)   # at the step-20 checkpoint (or a later one): a crash for real
 
             rec = RunRecord(crashed)
             assert rec.status['state'] == 'running'  # it really died mid-run
@@ -64,13 +50,13 @@ def test_crash_and_resume(tmp_path):
             # Only complete, non-temp checkpoints are listed: the atomic writer's `.step-*.tmp` files are not.
             assert cps and all(p.name.startswith('step-') and p.suffix == '.pt' for p in cps), cps
             for tmp in (crashed/'checkpoints').glob('.*'): assert tmp.name.endswith('.tmp'), tmp
-            newest = step_of(cps[-1])
+            newest = checkpoint_step(cps[-1])
             assert 20 <= newest < STEPS, f"killed too late: newest checkpoint is step {newest}"
             state = rec.load_checkpoint()  # must not raise, even with a half-written temp file beside it
             assert state['step'] == newest
             assert set(state) >= {'model', 'opt', 'step'}
             for cp in cps:  # every checkpoint left is complete
-                assert torch.load(cp, map_location='cpu', weights_only=True)['step'] == step_of(cp)
+                assert torch.load(cp, map_location='cpu', weights_only=True)['step'] == checkpoint_step(cp)
 
             # Rerun the same command: it resumes from the newest checkpoint and finishes.
             r = lowcomm('train', '--run_dir', crashed, *RUN, cwd=tmp_path)
