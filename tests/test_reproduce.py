@@ -66,7 +66,8 @@ HEADLINES = {'baseline': {'eval_loss', 'ppl', 'params'},
              'diloco': {'ppl_baseline', 'ppl_dp', 'ppl_diloco', 'bytes_dp', 'bytes_diloco', 'workers', 'H'},
              'async_localsgd': {'levels', 'ppl_sync_very', 'ppl_dn_dylu_very', 'time_sync_very', 'goodput_quorum_very'},
              'dipaco': {'ppl_dense_path', 'ppl_diloco', 'ppl_dipaco', 'ppl_dense_total', 'ppl_by_router', 'ppl_reroute'},
-             'optformer_planning': {'regret', 'suggest_seconds', 'imitation', 'paired'}}
+             'optformer_planning': {'regret', 'suggest_seconds', 'imitation', 'paired'},
+             'alma': {'auc_error', 'final_acc', 'flops', 'params', 'growth', 'claims'}}
 
 
 @pytest.mark.parametrize('name', sorted(HEADLINES))
@@ -94,6 +95,10 @@ def test_reproduce_smoke(reproduced, name):
         assert all(0 <= v <= 1 for by_n in res['regret'].values() for v in by_n.values())
     elif name == 'dipaco':   # the routers' and re-routing's tables
         assert set(res['ppl_by_router']) == {'kmeans', 'product_kmeans', 'discriminative'} and '0' in res['ppl_reroute'], res
+    elif name == 'alma':   # the issue's layout: waiting rate -> anytime error area (per source, with replay or new data only); growth; FLOPs
+        areas = [by_k for src in res['auc_error'].values() for by_k in src.values()]
+        assert areas and all({'k1', 'kall'} <= set(by_k) and all(0 <= v <= 1 for v in by_k.values()) for by_k in areas), res['auc_error']
+        assert all(s['flops'] > 0 for src in res['growth'].values() for s in src.values()), res['growth']
     else:   # the issue's layout: per level, the five methods' perplexities, the times and goodput
         keys = {'ppl_sync', 'ppl_async', 'ppl_dn', 'ppl_dylu', 'ppl_dn_dylu', 'time_sync', 'time_dn_dylu', 'goodput'}
         assert set(res['levels']) == {'none', 'slight', 'moderate', 'very'} and all(keys <= set(v) for v in res['levels'].values()), res['levels']
@@ -158,7 +163,8 @@ def test_reproduce_on_own_corpus(reproduced):
     assert not list(cwd.iterdir())
 
 
-TEXT_FREE = {'optformer_planning.ipynb'}   # studies of BBOB functions: no corpus to choose
+TEXT_FREE = {'optformer_planning.ipynb',   # studies of BBOB functions: no corpus to choose
+             'alma.ipynb'}                 # continual learning on images
 
 @pytest.mark.parametrize('paper', sorted(p.name for p in REPO_PAPERS.glob('*.ipynb')))
 def test_papers_list_their_parameters(paper):

@@ -6,10 +6,27 @@
 __all__ = []
 
 # %% ../../nbs/continual/00_overview.ipynb #0d67b064
-from ..core import RunKind, lazy, register_kind, register_panels
+from ..core import RunKind, lazy, register_kind, register_panels, register_published
 from .run import ContinualConfig, ContinualRun
 
 register_kind(RunKind('continual', ContinualConfig, lambda cfg, run_dir: ContinualRun(cfg, run_dir=run_dir),
                       help='a continual learner on a stream of tasks (CTrL, ALMA, NEVIS-style): accuracy matrix, FLOPs, memory',
                       label=lambda c: f"{c['learner']} on {c['stream']}"))
 register_panels('continual')(lazy('lowcomm.continual.dashboard', 'continual_panels'))
+
+# %% ../../nbs/continual/00_overview.ipynb #d85a0428
+register_published('alma', {
+    'source': 'Caccia et al. 2022, On Anytime Learning at Macroscale (CoLLAs 2022, arXiv 2106.09563); its tables were not retrieved '
+              'here: the abstract\'s findings only (intermediate waiting is best; grow a small model; replay costs 5 to 10 times the compute)',
+    'rows': {'digits (MNIST), replay: error area, greedy (k1)': ('auc_digits_replay_k1', None),
+             'digits (MNIST), replay: error area, best intermediate waiting rate': ('auc_digits_replay_best_mid', None),
+             'digits (MNIST), replay: error area, tardy (kall)': ('auc_digits_replay_kall', None),
+             'shapes (CIFAR-10), replay: error area, greedy (k1)': ('auc_shapes_replay_k1', None),
+             'shapes (CIFAR-10), replay: error area, best intermediate waiting rate': ('auc_shapes_replay_best_mid', None),
+             'shapes (CIFAR-10), replay: error area, tardy (kall)': ('auc_shapes_replay_kall', None),
+             'training FLOPs of replay over new data only, greedy (abstract: 5 to 10 times)': ('replay_flops_ratio_digits_k1', None),
+             'digits (MNIST): error area, small model kept small': ('auc_digits_growth_small', None),
+             'digits (MNIST): error area, small model grown': ('auc_digits_growth_grown', None),
+             'digits (MNIST): final error, small model kept small': ('final_error_digits_growth_small', None),
+             'digits (MNIST): final error, small model grown': ('final_error_digits_growth_grown', None),
+             'digits (MNIST): final error, model twice as wide': ('final_error_digits_growth_big', None)}})
