@@ -67,7 +67,9 @@ HEADLINES = {'baseline': {'eval_loss', 'ppl', 'params'},
              'async_localsgd': {'levels', 'ppl_sync_very', 'ppl_dn_dylu_very', 'time_sync_very', 'goodput_quorum_very'},
              'dipaco': {'ppl_dense_path', 'ppl_diloco', 'ppl_dipaco', 'ppl_dense_total', 'ppl_by_router', 'ppl_reroute'},
              'optformer_planning': {'regret', 'suggest_seconds', 'imitation', 'paired'},
-             'alma': {'auc_error', 'final_acc', 'flops', 'params', 'growth', 'claims'}}
+             'alma': {'auc_error', 'final_acc', 'flops', 'params', 'growth', 'claims'},
+             'mntdp_ctrl': {'streams', 'transfer_s_minus_mntdp_d', 'transfer_s_minus_finetune', 'acc_s_long_mntdp_d',
+                            'memory_mb_s_long_mntdp_d', 'growth_exponent_mntdp_d', 'claims'}}
 
 
 @pytest.mark.parametrize('name', sorted(HEADLINES))
@@ -99,6 +101,11 @@ def test_reproduce_smoke(reproduced, name):
         areas = [by_k for src in res['auc_error'].values() for by_k in src.values()]
         assert areas and all({'k1', 'kall'} <= set(by_k) and all(0 <= v <= 1 for v in by_k.values()) for by_k in areas), res['auc_error']
         assert all(s['flops'] > 0 for src in res['growth'].values() for s in src.values()), res['growth']
+    elif name == 'mntdp_ctrl':   # the issue's layout: stream -> learner -> acc, transfer, forgetting, memory_mb
+        streams = {'s_minus', 's_plus', 's_in', 's_out', 's_pl', 's_long'}
+        learners = {'independent', 'finetune', 'finetune_knn', 'mntdp_s', 'mntdp_d'}
+        assert set(res['streams']) == streams and all(set(by_l) == learners for by_l in res['streams'].values()), res['streams']
+        assert all({'acc', 'transfer', 'forgetting', 'memory_mb'} <= set(v) for by_l in res['streams'].values() for v in by_l.values())
     else:   # the issue's layout: per level, the five methods' perplexities, the times and goodput
         keys = {'ppl_sync', 'ppl_async', 'ppl_dn', 'ppl_dylu', 'ppl_dn_dylu', 'time_sync', 'time_dn_dylu', 'goodput'}
         assert set(res['levels']) == {'none', 'slight', 'moderate', 'very'} and all(keys <= set(v) for v in res['levels'].values()), res['levels']
@@ -164,7 +171,7 @@ def test_reproduce_on_own_corpus(reproduced):
 
 
 TEXT_FREE = {'optformer_planning.ipynb',   # studies of BBOB functions: no corpus to choose
-             'alma.ipynb'}                 # continual learning on images
+             'alma.ipynb', 'mntdp_ctrl.ipynb'}   # continual learning on images
 
 @pytest.mark.parametrize('paper', sorted(p.name for p in REPO_PAPERS.glob('*.ipynb')))
 def test_papers_list_their_parameters(paper):

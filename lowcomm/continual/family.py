@@ -30,3 +30,12 @@ register_published('alma', {
              'digits (MNIST): final error, small model kept small': ('final_error_digits_growth_small', None),
              'digits (MNIST): final error, small model grown': ('final_error_digits_growth_grown', None),
              'digits (MNIST): final error, model twice as wide': ('final_error_digits_growth_big', None)}})
+
+_STREAMS, _LEARNERS = ('s_minus', 's_plus', 's_in', 's_out', 's_pl'), ('independent', 'finetune', 'finetune_knn', 'mntdp_s', 'mntdp_d')
+register_published('mntdp_ctrl', {
+    'source': 'Veniat, Denoyer and Ranzato 2021 (MNTDP, arXiv 2012.12631), CTrL results: transfer T(S) on each stream\'s last task '
+              '(independent is 0 by definition), S_long accuracy and memory; the table\'s values were not retrieved here',
+    'rows': {**{f'T({s}): {l}': (f'transfer_{s}_{l}', 0.0 if l == 'independent' else None) for s in _STREAMS for l in _LEARNERS},
+             **{f'S_long accuracy: {l}': (f'acc_s_long_{l}', None) for l in _LEARNERS},
+             **{f'S_long memory (MB): {l}': (f'memory_mb_s_long_{l}', None) for l in _LEARNERS},
+             **{f'S_long growth exponent of parameters: {l}': (f'growth_exponent_{l}', None) for l in _LEARNERS}}})
