@@ -69,7 +69,9 @@ HEADLINES = {'baseline': {'eval_loss', 'ppl', 'params'},
              'optformer_planning': {'regret', 'suggest_seconds', 'imitation', 'paired'},
              'alma': {'auc_error', 'final_acc', 'flops', 'params', 'growth', 'claims'},
              'mntdp_ctrl': {'streams', 'transfer_s_minus_mntdp_d', 'transfer_s_minus_finetune', 'acc_s_long_mntdp_d',
-                            'memory_mb_s_long_mntdp_d', 'growth_exponent_mntdp_d', 'claims'}}
+                            'memory_mb_s_long_mntdp_d', 'growth_exponent_mntdp_d', 'claims'},
+             'nevis': {'budget_low', 'budget_mid', 'budget_high', 'err_low_pruned_0', 'err_low_best_pruned', 'err_mid_finetune_knn',
+                       'err_mid_finetune', 'err_mid_independent', 'pretrain_flops', 'claims'}}
 
 
 @pytest.mark.parametrize('name', sorted(HEADLINES))
@@ -106,6 +108,10 @@ def test_reproduce_smoke(reproduced, name):
         learners = {'independent', 'finetune', 'finetune_knn', 'mntdp_s', 'mntdp_d'}
         assert set(res['streams']) == streams and all(set(by_l) == learners for by_l in res['streams'].values()), res['streams']
         assert all({'acc', 'transfer', 'forgetting', 'memory_mb'} <= set(v) for by_l in res['streams'].values() for v in by_l.values())
+    elif name == 'nevis':   # the issue's layout: per learner and prune ratio, error against cumulative FLOPs, error at three budgets
+        learners = {'independent', 'finetune', 'finetune_knn', 'pruned_0', 'pruned_25', 'pruned_50', 'pruned_75'}
+        assert learners <= set(res) and all({'points', 'frontier', 'error_at_budget'} <= set(res[l]) for l in learners), res.keys()
+        assert all(set(res[l]['error_at_budget']) == {'low', 'mid', 'high'} for l in learners)
     else:   # the issue's layout: per level, the five methods' perplexities, the times and goodput
         keys = {'ppl_sync', 'ppl_async', 'ppl_dn', 'ppl_dylu', 'ppl_dn_dylu', 'time_sync', 'time_dn_dylu', 'goodput'}
         assert set(res['levels']) == {'none', 'slight', 'moderate', 'very'} and all(keys <= set(v) for v in res['levels'].values()), res['levels']
@@ -171,7 +177,7 @@ def test_reproduce_on_own_corpus(reproduced):
 
 
 TEXT_FREE = {'optformer_planning.ipynb',   # studies of BBOB functions: no corpus to choose
-             'alma.ipynb', 'mntdp_ctrl.ipynb'}   # continual learning on images
+             'alma.ipynb', 'mntdp_ctrl.ipynb', 'nevis.ipynb'}   # continual learning on images
 
 @pytest.mark.parametrize('paper', sorted(p.name for p in REPO_PAPERS.glob('*.ipynb')))
 def test_papers_list_their_parameters(paper):

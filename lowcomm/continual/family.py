@@ -39,3 +39,12 @@ register_published('mntdp_ctrl', {
              **{f'S_long accuracy: {l}': (f'acc_s_long_{l}', None) for l in _LEARNERS},
              **{f'S_long memory (MB): {l}': (f'memory_mb_s_long_{l}', None) for l in _LEARNERS},
              **{f'S_long growth exponent of parameters: {l}': (f'growth_exponent_{l}', None) for l in _LEARNERS}}})
+register_published('nevis', {
+    'source': "Compute-optimal transfer by zero-shot structured pruning (arXiv 2304.13164), its abstract's figure; "
+              "NEVIS'22 (Bornschein et al. 2022, arXiv 2211.11747): its tables' values were not retrieved here",
+    'rows': {'relative error reduction by pruning at low compute, against unpruned finetuning ("more than 20%")': ('pruning_gain_low', 0.2),
+             'error at the low budget, best pruning ratio': ('err_low_best_pruned', None),
+             'error at the low budget, unpruned finetuning': ('err_low_pruned_0', None),
+             'error at the mid budget, finetune from the kNN-chosen checkpoint': ('err_mid_finetune_knn', None),
+             'error at the mid budget, finetune from previous': ('err_mid_finetune', None),
+             'error at the mid budget, independent': ('err_mid_independent', None)}})
