@@ -61,6 +61,9 @@ class Alma(Learner):
 
     def plan(self, tasks: list[Task]) -> list[int]:
         "Steps per mega-batch: 0 while waiting, else the budget of the examples the update trains on."
+        if len({t.name for t in tasks}) > 1:
+            raise ConfigError(f"the alma learner is not allowed on tasks {', '.join(sorted({t.name for t in tasks})[:3])}, ...: "
+                              "expected the mega-batches of one problem (stream 'alma')")
         self.megabatches = len(tasks)
         sizes = training_sizes([len(t.x_train) for t in tasks], updates_at(len(tasks), self.wait), self.replay)
         return [self.cfg.budget(n) if n else 0 for n in sizes]
@@ -80,8 +83,10 @@ def new_net(self: Alma, classes: int, width: int, seed: int) -> Net:
 
 @patch
 def _start(self: Alma, task: Task):
-    self.choice, self.fit = {'megabatch': self.done, 'update': self.steps > 0}, None
-    if not self.steps: return
+    if self.megabatches is None: raise ConfigError("the alma learner needs the stream's length: call plan(tasks) first (a run does)")
+    update = updates_at(self.megabatches, self.wait)[self.done]
+    self.choice, self.fit = {'megabatch': self.done, 'update': update}, None
+    if not update: return
     x, y = (torch.cat([*(d[i] for d in self.data), t]) for i, t in enumerate((task.x_train, task.y_train)))
     width, warm = self.width_at(self.done), self.updates > 0 and self.ensemble == 1 and not self.scratch
     net = self.new_net(task.classes, width, self.task_seed())

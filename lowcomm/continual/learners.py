@@ -320,9 +320,10 @@ def _option(name: str, param: inspect.Parameter, value: str):
     if kind is bool:
         if value.lower() in ('1', 'true', '0', 'false'): return value.lower() in ('1', 'true')
     else:
-        try: return kind(value)
-        except ValueError: pass
-    raise ConfigError(f"learner option {param.name} = {value!r} of {name!r} is not allowed: expected a {kind.__name__}")
+        try: converted = kind(value)
+        except ValueError: converted = None
+        if converted is not None and (kind is not float or math.isfinite(converted)): return converted
+    raise ConfigError(f"learner option {param.name} = {value!r} of {name!r} is not allowed: expected a {'finite ' * (kind is float)}{kind.__name__}")
 
 def make_learner(spec: str, shape: tuple, cfg: LearnerConfig) -> Learner:
     "The learner `spec` names ('NAME' or 'NAME:key=value,...'), for images of `shape`."

@@ -43,9 +43,12 @@ def auc_error(accs) -> float:
     return float(np.mean(1 - np.asarray(accs, dtype=float)))
 
 def growth_exponent(memory) -> float:
-    "The slope of log(memory) against log(tasks): 1 when memory grows linearly in tasks, below 1 when sublinearly."
-    t = np.arange(1, len(memory) + 1)
-    return float(np.polyfit(np.log(t), np.log(np.asarray(memory, dtype=float)), 1)[0])
+    "The log-log slope of memory's growth since the first task against the tasks since: 1 if linear, below 1 if sublinear (NaN if it never grew)."
+    m = np.asarray(memory, dtype=float)
+    grew = m[1:] - m[0] > 0
+    if grew.sum() < 2: return float('nan')
+    t = np.arange(1, len(m))
+    return float(np.polyfit(np.log(t[grew]), np.log(m[1:][grew] - m[0]), 1)[0])
 
 # %% ../../nbs/continual/20_metrics.ipynb #ae9edbe8
 def frontier(points) -> list[tuple[float, float]]:

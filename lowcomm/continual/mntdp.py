@@ -122,6 +122,9 @@ class MNTDPD(Modular):
         return trained[-1].loss if trained else float('nan')
     def in_progress(self) -> list: return [[f.net, f.opt, f.best] for f in self.fits]
     def progress_state(self) -> dict: return {'fits': [f.state_dict() for f in self.fits]}
+    def load_extra_state(self, state: dict):
+        super().load_extra_state(state)
+        self.fits = []                                   # no task in progress until one is restored
     def load_progress(self, state: dict):
         for f, s in zip(self.fits, state['fits']): f.load_state_dict(s)
 

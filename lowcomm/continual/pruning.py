@@ -106,6 +106,8 @@ class Pretrained(Independent):
         torch.manual_seed(self.task_seed())
         return Net(copy.deepcopy(self.base.blocks), nn.Linear(self.base.head.in_features, classes))
     def _kept(self) -> list: return [self.base.blocks, *self.nets.values()]
+    def extra_state(self) -> dict: return {**super().extra_state(), 'base': self.base.state_dict()}   # the start every task copies
     def load_extra_state(self, state: dict):
+        self.base.load_state_dict(state['base'])          # as the run began, whatever the pretraining cache holds now
         self.nets = {n: self.new_net(self.seen[n]) for n in state['nets']}
         for n, s in state['nets'].items(): self.nets[n].load_state_dict(s)

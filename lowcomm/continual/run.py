@@ -27,7 +27,7 @@ class ContinualConfig(LearnerConfig):
     learner: str = option('finetune', lambda v: isinstance(v, str) and v != '', "a learner name (see lowcomm.continual.learners)")
     root: str = option('', lambda v: isinstance(v, str), "'' (offline sources only) or a folder of the real datasets in torchvision's layout")
     chunk: int = integer(50, 1)                       # training steps between checkpoints
-    evaluate: str = one_of('seen', 'seen', 'current') # after each task, test every task seen so far, or only the current one
+    evaluate: str = one_of('seen', 'seen', 'current') # after each task, test every task seen so far, or only the current one (and all at the end)
 
     def learner_config(self) -> LearnerConfig:
         return LearnerConfig(**{k: getattr(self, k) for k in LearnerConfig.__dataclass_fields__})
@@ -78,8 +78,8 @@ class ContinualRun(Run):
         self.used['train_flops'] += used.flops; self.used['seconds'] += used.seconds
 
     def tested(self, i: int) -> list:
-        "The tasks to test after training event `i`: every task seen so far (the latest of each name), or only task `i`."
-        if self.cfg.evaluate == 'current': return [self.stream.tasks[i]]
+        "The tasks to test after training event `i`: every task seen so far (the latest of each name), or only task `i` (all after the last)."
+        if self.cfg.evaluate == 'current' and i < len(self.stream.tasks) - 1: return [self.stream.tasks[i]]
         return list({t.name: t for t in self.stream.tasks[:i + 1]}.values())
 
     def task_row(self, i: int) -> dict:
