@@ -101,7 +101,7 @@ def _path_grid(choices: list[dict]) -> tuple[list, list, list]:
 
 def _start_grid(choices: list[dict]) -> tuple[list, list, list]:
     "Candidate starts across (in order of first appearance); the probe's score as colour and text, a star at the one chosen."
-    names = list(dict.fromkeys(n for c in choices for n in [*c.get('scores', {}), c['from']]))
+    names = list(dict.fromkeys(n for c in choices for n in [*c.get('scores', {}), c['from']] if n is not None))   # MNTDP's first task: none
     score = lambda c, n: c.get('scores', {}).get(n)
     text = lambda c, n: ('★ ' if n == c['from'] else '') + ('' if score(c, n) is None else f'{score(c, n):.2f}')
     return names, [[score(c, n) for n in names] for c in choices], [[text(c, n) for n in names] for c in choices]
@@ -111,7 +111,7 @@ def path_panel(cfg: dict) -> Panel:
     return _choice_panel("modules on each task's path (★ new)", 'layer', 'path', _path_grid, colorscale=[[0, '#e5ecf6'], [1, '#EF553B']])
 
 def start_panel(cfg: dict) -> Panel:
-    "FinetuneBest: the kNN probe's score of every candidate start of each task (scratch, or a past task's network), a star at the one chosen; hidden for runs whose learner records none."
+    "FinetuneBest and MNTDP's prior: the kNN probe's score of every candidate start of each task (scratch, or a past task's network), a star at the one chosen; hidden for runs whose learner records none."
     return _choice_panel('where each task started: kNN probe score (★ chosen)', 'candidate start', 'from', _start_grid, colorscale='Blues')
 
 # %% ../../nbs/continual/50_dashboard.ipynb #c15a5dd1

@@ -298,7 +298,7 @@ class FinetuneBest(Independent):
         candidates = {'scratch': self.new_net(task.classes), **self.nets}
         scores = {name: knn_accuracy(net.features, task, self.cfg.probe) for name, net in candidates.items()}
         chosen = max(scores, key=scores.get)             # ties keep the earlier candidate: scratch first
-        net = candidates[chosen] if chosen == 'scratch' else Net(copy.deepcopy(candidates[chosen].blocks), self.new_net(task.classes).head)
+        net = candidates[chosen] if chosen == 'scratch' else Net(copy.deepcopy(candidates[chosen].blocks), candidates['scratch'].head)
         self.choice = {'from': chosen, 'scores': scores}
         self.fit = Fit(net, task, self.cfg, self.steps, self.task_seed())
 
