@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..core import ConfigError, atomic_write
+from ..core import ConfigError, atomic_write, atomic_write_json
 from ..data import _cache_dir
+from .resources import measure
 from .learners import Fit, Independent, LearnerConfig, Net, fresh_net, register_learner
 from .streams import ORDER, SHAPE, SOURCES, Task, draw
 
@@ -67,23 +68,28 @@ def upstream(shape=SHAPE, per_class: int = 100, seed: int = 0) -> Task:
     xv = (xv - mean) / std
     return Task('upstream', (x - mean) / std, y, xv, yv, xv, yv, classes=10 * len(ORDER), info=dict(per_class=per_class, seed=seed))
 
-def pretrained(shape, cfg: LearnerConfig, per_class: int = 100, steps: int = 2000, cache_dir=None) -> Net:
-    "A copy of the network of `cfg`'s size pretrained for `steps` steps on `upstream(shape, per_class, cfg.seed)` (its best validation snapshot); made once per process and cached on disk."
+def pretrained(shape, cfg: LearnerConfig, per_class: int = 100, steps: int = 2000, cache_dir=None) -> tuple[Net, int]:
+    "A copy of the network of `cfg`'s size pretrained for `steps` steps on `upstream(shape, per_class, cfg.seed)` (its best validation snapshot), and the training FLOPs the pretraining cost (validations included, as counted by torch); made once per process and cached on disk."
     used = {k: getattr(cfg, k) for k in ('width', 'blocks', 'batch', 'lr', 'eval_every', 'seed')}   # all that pretraining reads
     settings = json.dumps(dict(shape=list(shape), cfg=used, per_class=per_class, steps=steps), sort_keys=True)
-    return copy.deepcopy(_pretrained(settings, str(_cache_dir(cache_dir))))
+    state, flops = _pretrained(settings, str(_cache_dir(cache_dir)))
+    net = fresh_net(tuple(shape), 10 * len(ORDER), cfg, cfg.seed)
+    net.load_state_dict(state)
+    return net, flops
 
 @functools.cache
-def _pretrained(settings: str, folder: str) -> Net:
+def _pretrained(settings: str, folder: str) -> tuple[dict, int]:
     s = json.loads(settings)
     shape, cfg = tuple(s['shape']), LearnerConfig(**s['cfg'])
     path = Path(folder) / 'continual' / f"pretrained-{hashlib.sha256(settings.encode()).hexdigest()[:16]}.pt"
-    net = fresh_net(shape, 10 * len(ORDER), cfg, cfg.seed)
-    if path.exists(): net.load_state_dict(torch.load(path, weights_only=True)); return net
-    fit = Fit(net, upstream(shape, s['per_class'], cfg.seed), cfg, s['steps'], cfg.seed)
-    fit.train(s['steps'])
-    atomic_write(path, lambda f: torch.save(fit.result().state_dict(), f))
-    return fit.net
+    cost = path.with_suffix('.json')                      # the pretraining's FLOPs, written after the weights
+    if path.exists() and cost.exists(): return torch.load(path, weights_only=True), json.loads(cost.read_text())['flops']
+    fit = Fit(fresh_net(shape, 10 * len(ORDER), cfg, cfg.seed), upstream(shape, s['per_class'], cfg.seed), cfg, s['steps'], cfg.seed)
+    with measure() as used: fit.train(s['steps'])
+    state = fit.result().state_dict()
+    atomic_write(path, lambda f: torch.save(state, f))
+    atomic_write_json(cost, {'flops': used.flops, 'settings': s})
+    return state, used.flops
 
 # %% ../../nbs/continual/42_pruning.ipynb #92debd31
 def _check_pretraining(widen: int, per_class: int, pre_steps: int):
@@ -99,13 +105,16 @@ class Pretrained(Independent):
         super().__init__(shape, cfg)
         _check_pruning(ratio, norm)                       # before the pretraining, which may take a minute
         _check_pretraining(widen, per_class, pre_steps)
-        up = LearnerConfig(width=self.cfg.width * widen, blocks=self.cfg.blocks, batch=64, lr=1e-3, eval_every=max(1, pre_steps // 10), seed=self.cfg.seed)
-        self.base = prune(pretrained(self.shape, up, per_class, pre_steps), ratio, norm, features)
+        self.upstream_cfg, self.per_class = LearnerConfig(width=self.cfg.width * widen, blocks=self.cfg.blocks, batch=64, lr=1e-3,
+                                                          eval_every=max(1, pre_steps // 10), seed=self.cfg.seed), per_class
+        net, self.pretrain_flops = pretrained(self.shape, self.upstream_cfg, per_class, pre_steps)   # the FLOPs no run counts
+        pruned = prune(net, ratio, norm, features)
+        self.base, self.features = pruned.blocks, pruned.head.in_features   # the upstream head is not needed
 
     def new_net(self, classes: int) -> Net:
         torch.manual_seed(self.task_seed())
-        return Net(copy.deepcopy(self.base.blocks), nn.Linear(self.base.head.in_features, classes))
-    def _kept(self) -> list: return [self.base.blocks, *self.nets.values()]
+        return Net(copy.deepcopy(self.base), nn.Linear(self.features, classes))
+    def _kept(self) -> list: return [self.base, *self.nets.values()]
     def extra_state(self) -> dict: return {**super().extra_state(), 'base': self.base.state_dict()}   # the start every task copies
     def load_extra_state(self, state: dict):
         self.base.load_state_dict(state['base'])          # as the run began, whatever the pretraining cache holds now
