@@ -14,7 +14,7 @@ from torch import nn
 
 from ..core import ConfigError
 from .learners import Fit, Learner, LearnerConfig, Net, accuracy, fresh_net, knn_accuracy
-from .learners import make_blocks, predict_labels, register_learner, widths
+from .learners import block_sizes, make_block, predict_labels, register_learner, widths
 from .streams import Task
 
 # %% ../../nbs/continual/41_mntdp.ipynb #d9fa193c
@@ -76,7 +76,7 @@ class Modular(Learner):
 
     def block(self, l: int, state: dict) -> nn.Module:
         "A module of layer `l` holding `state`, frozen."
-        m = make_blocks(self.shape, self.cfg)[l]
+        m = make_block(*block_sizes(self.shape, self.cfg)[l])
         m.load_state_dict(state)
         return frozen(m)
 
