@@ -116,8 +116,12 @@ def atomic_write(path, write: Callable[[Any], None]):
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
 
+def _json_default(o):
+    "JSON for what `json` does not know: numpy scalars as the numbers or booleans they hold, anything else as its text."
+    return o.item() if isinstance(o, np.generic) else str(o)
+
 def atomic_write_json(path, obj):
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, default=str).encode()))
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, default=_json_default).encode()))
 
 def remove_temps(folder) -> tuple[int, int]:
     "Delete the temp files that interrupted `atomic_write`s left anywhere under `folder`; how many, and their bytes."
