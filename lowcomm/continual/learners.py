@@ -78,8 +78,8 @@ def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512)
     return float(predict_labels(net, x, batch).eq(y).float().mean())
 
 def predict_labels(net: nn.Module, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
-    "`net`'s most likely label for each example, in batches, without gradients."
-    with torch.no_grad(): return torch.cat([net(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+    "`net`'s most likely label for each example (for a language model: each next token), in batches, without gradients."
+    with torch.no_grad(): return torch.cat([net(x[i:i + batch]).argmax(-1) for i in range(0, len(x), batch)])
 
 class Fit:
     "Training `net` on `task` for `steps` minibatch steps, validating every `cfg.eval_every`; `best` is the best snapshot."
@@ -109,7 +109,7 @@ class Fit:
 
     def objective(self, x, y) -> tuple[torch.Tensor, float]:
         "What a step minimizes on the batch (`x`, `y`), and the loss it reports."
-        loss = F.cross_entropy(self.net(x), y)
+        loss = F.cross_entropy(self.net(x).flatten(0, -2), y.flatten())   # [B, C] logits, or a language model's [B, T, V]
         return loss, loss.item()
 
     def validate(self):

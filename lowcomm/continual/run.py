@@ -15,7 +15,8 @@ from .metrics import accuracy_matrix, average_accuracy, forgetting
 from .resources import Usage
 from .streams import Stream, stream
 
-LEARNER_MODULES = ('lowcomm.continual.alma', 'lowcomm.continual.mntdp', 'lowcomm.continual.pruning')   # the family's other learners: importing one registers its learners
+LEARNER_MODULES = ('lowcomm.continual.alma', 'lowcomm.continual.mntdp', 'lowcomm.continual.pruning',
+                  'lowcomm.continual.language_learners')   # the family's other learners: importing one registers its learners
 for _module in LEARNER_MODULES: importlib.import_module(_module)
 
 # %% ../../nbs/continual/30_run.ipynb #efb891a4
