@@ -48,3 +48,8 @@ register_published('nevis', {
              'error at the mid budget, finetune from the kNN-chosen checkpoint': ('err_mid_finetune_knn', None),
              'error at the mid budget, finetune from previous': ('err_mid_finetune', None),
              'error at the mid budget, independent': ('err_mid_independent', None)}})
+register_published('continual_language', {
+    'source': 'Fisch et al. 2023, Towards Robust and Efficient Continual Language Learning (arXiv 2307.05741): T5 on NLP task '
+              'sequences, no public code; its numbers are not comparable with a byte GPT on offline text tasks and were not retrieved',
+    'rows': {f'{kind} sequence, final next-token accuracy: {learner}': (f'final_{kind}_{learner}', None)
+             for kind in ('positive', 'negative', 'none', 'mixed') for learner in ('base', 'previous', 'selective')}})
