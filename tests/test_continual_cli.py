@@ -49,3 +49,14 @@ def test_bad_settings_one_line(tmp_path, flags, says):
     assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('lowcomm continual: ') and says in lines[0], r.stderr
+
+
+def test_language_stream_from_the_command_line(tmp_path):
+    "A continual language run from the CLI: the translation track's stream, the selective learner's estimates in the record."
+    r = lowcomm('continual', '--stream', 'lang_translation', '--scale', 'smoke', '--learner', 'selective:steps=4,probe_steps=1',
+                '--eval_every', '4', '--chunk', '4', '--probe', '8', '--batch', '8', '--run_dir', tmp_path/'run', cwd=tmp_path, timeout=TIMEOUT)
+    assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr[-3000:]
+    rows = RunRecord(tmp_path/'run').metrics('task')
+    assert [row['task'] for row in rows] == ['translate:eng-xx_c3', 'translate:eng-xx_cl1', 'translate:eng-xx_cl2', 'translate:xx_cl1-eng']
+    assert [len(row['choice']['estimates']) for row in rows] == [1, 2, 3, 4]          # the base, then every past task too
+    assert all(row['choice']['from'] == min(row['choice']['estimates'], key=row['choice']['estimates'].get) for row in rows)

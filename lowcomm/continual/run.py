@@ -16,7 +16,7 @@ from .resources import Usage
 from .streams import Stream, stream
 
 LEARNER_MODULES = ('lowcomm.continual.alma', 'lowcomm.continual.mntdp', 'lowcomm.continual.pruning',
-                  'lowcomm.continual.language_learners')   # the family's other learners: importing one registers its learners
+                  'lowcomm.continual.language_learners', 'lowcomm.continual.translation')   # the family's other modules: importing one registers its learners and streams
 for _module in LEARNER_MODULES: importlib.import_module(_module)
 
 # %% ../../nbs/continual/30_run.ipynb #efb891a4
