@@ -70,7 +70,7 @@ HEADLINES = {'baseline': {'eval_loss', 'ppl', 'params'},
              'alma': {'auc_error', 'final_acc', 'flops', 'params', 'growth', 'claims'},
              'mntdp_ctrl': {'streams', 'transfer_s_minus_mntdp_d', 'transfer_s_minus_finetune', 'acc_s_long_mntdp_d',
                             'memory_mb_s_long_mntdp_d', 'growth_exponent_mntdp_d', 'claims'},
-             'continual_language': {'sequences', 'transfer', 'transfer_claims', 'selections', 'claims'},
+             'continual_language': {'sequences', 'transfer', 'transfer_claims', 'selections', 'flores_chrf', 'claims'},
              'nevis': {'budget_low', 'budget_mid', 'budget_high', 'err_low_pruned_0', 'err_low_best_pruned', 'err_mid_finetune_knn',
                        'err_mid_finetune', 'err_mid_independent', 'pretrain_flops', 'claims'}}
 
@@ -114,6 +114,8 @@ def test_reproduce_smoke(reproduced, name):
         assert all(set(by_l) == {'base', 'previous', 'selective'} and all(set(v) == {'final', 'average'} and 0 <= v['final'] <= 1 for v in by_l.values())
                    for by_l in res['sequences'].values()), res['sequences']
         assert all(len(res['transfer'][k]) == len(res['tasks'][k]) == len(res['selections'][k]) for k in res['sequences'])
+        chrf = res['flores_chrf']   # language x language, the diagonal not scored
+        assert len(chrf['matrix']) == len(chrf['langs']) and all(len(row) == len(chrf['langs']) and row[i] is None for i, row in enumerate(chrf['matrix'])), chrf
     elif name == 'nevis':   # the layout: per learner and prune ratio, error against cumulative FLOPs, error at three budgets
         learners = {'independent', 'finetune', 'finetune_knn', 'pruned_0', 'pruned_25', 'pruned_50', 'pruned_75'}
         assert learners <= set(res) and all({'points', 'frontier', 'error_at_budget'} <= set(res[l]) for l in learners), res.keys()
