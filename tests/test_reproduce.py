@@ -154,7 +154,7 @@ def test_results_index(reproduced):
     "RESULTS.md links the cpu page, names the smoke page without linking it, says gpu has none; every link in the pages resolves."
     papers, *_ = reproduced
     index = (papers/'RESULTS.md').read_text()
-    assert '| [cpu](RESULTS-cpu.md) | minutes on a 2-core CPU; should reproduce the direction of each claim | alma, async_localsgd, baseline, diloco, dipaco, mntdp_ctrl, nevis, optformer_planning |' in index, index
+    assert '| [cpu](RESULTS-cpu.md) | minutes on a 2-core CPU; should reproduce the direction of each claim | alma, async_localsgd, baseline, continual_language, diloco, dipaco, mntdp_ctrl, nevis, optformer_planning |' in index, index
     assert re.search(r'^\| gpu \| .* \| none \|$', index, re.M) and '](RESULTS-smoke.md)' not in index, index
     assert '# Reproductions at scale `cpu`' in (papers/'RESULTS-cpu.md').read_text()
     for page in papers.glob('RESULTS*.md'):
