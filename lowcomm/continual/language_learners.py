@@ -15,7 +15,7 @@ from ..core import ConfigError
 from ..models import PRESETS
 from .learners import Fit, Learner, LearnerConfig, predict_labels, register_learner
 from .streams import Task
-from .language import _fresh_lm, base_lm, finetuned, lm_loss
+from .language import _fresh_lm, base_lm, lm_loss
 
 # %% ../../nbs/continual/61_language_learners.ipynb #a84c0c02
 def _at_least(learner: str, name: str, v, lo: int):
@@ -78,7 +78,9 @@ class Selective(FromBase):
 
     def estimate(self, net: nn.Module, task: Task) -> float:
         "The validation loss (on up to `cfg.probe` windows) of `net` after `probe_steps` steps on `task`."
-        return lm_loss(finetuned(net, task, self.probe_steps, self.cfg, self.task_seed()), task, 'val', self.cfg.probe)
+        fit = Fit(copy.deepcopy(net), task, self.cfg, self.probe_steps, self.task_seed())
+        fit.train(self.probe_steps, validate=False)       # no snapshot to choose: the probe is scored once, here
+        return lm_loss(fit.net, task, 'val', self.cfg.probe)
 
     def origin(self, task: Task) -> tuple[nn.Module, dict]:
         candidates = {'base': self.base, **self.nets}

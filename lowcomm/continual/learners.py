@@ -98,14 +98,14 @@ class Fit:
         i = torch.randint(len(self.task.x_train), (min(self.cfg.batch, len(self.task.x_train)),), generator=g)
         return self.task.x_train[i], self.task.y_train[i]
 
-    def train(self, steps: int):
-        "Up to `steps` more steps (fewer if the fit ends first)."
+    def train(self, steps: int, validate: bool = True):
+        "Up to `steps` more steps (fewer if the fit ends first), validating every `cfg.eval_every` and at the end (unless not `validate`)."
         self.net.train()
         for _ in range(min(steps, self.steps - self.step)):
             loss, self.loss = self.objective(*self.batch(self.step))
             self.opt.zero_grad(); loss.backward(); self.opt.step()
             self.step += 1
-            if self.step % self.cfg.eval_every == 0 or self.done: self.validate()
+            if validate and (self.step % self.cfg.eval_every == 0 or self.done): self.validate()
 
     def objective(self, x, y) -> tuple[torch.Tensor, float]:
         "What a step minimizes on the batch (`x`, `y`), and the loss it reports."
