@@ -60,3 +60,20 @@ def test_language_stream_from_the_command_line(tmp_path):
     assert [row['task'] for row in rows] == ['translate:eng-xx_c3', 'translate:eng-xx_cl1', 'translate:eng-xx_cl2', 'translate:xx_cl1-eng']
     assert [len(row['choice']['estimates']) for row in rows] == [1, 2, 3, 4]          # the base, then every past task too
     assert all(row['choice']['from'] == min(row['choice']['estimates'], key=row['choice']['estimates'].get) for row in rows)
+    scores = RunRecord(tmp_path/'run').metrics('scores')                               # the FLORES chrF matrix after every task
+    assert [(s['task'], s['metric'], s['langs']) for s in scores] == [(row['task'], 'chrf', ['eng', 'xx_c3', 'xx_cl1', 'xx_cl2']) for row in rows]
+    assert [sum(v is not None for line in s['matrix'] for v in line) for s in scores] == [1, 2, 3, 6]   # learned pairs, then pivots
+
+
+def test_language_sequence_of_a_local_corpus_from_the_command_line(tmp_path):
+    "A language sequence of a local corpus (a folder per domain) named with its options, as the stream's spec."
+    corpus = tmp_path/'corpus'
+    for domain, word in zip('abcd', ('alpha', 'beta', 'gamma', 'delta')):
+        (corpus/domain).mkdir(parents=True)
+        for i in range(40): (corpus/domain/f'{i}.txt').write_text(f'{word} note {i}: ' + 'the quick brown fox jumps over the lazy dog.\n' * 30)
+    r = lowcomm('continual', '--stream', f'lang_none:text={corpus},domains=c/b/a/d', '--scale', 'smoke', '--learner', 'previous:steps=4',
+                '--eval_every', '4', '--chunk', '4', '--batch', '8', '--run_dir', tmp_path/'run', cwd=tmp_path, timeout=TIMEOUT)
+    assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr[-3000:]
+    assert [row['task'] for row in RunRecord(tmp_path/'run').metrics('task')] == ['c:plain', 'b:caesar3', 'c:conlang1']
+    bad = lowcomm('continual', '--stream', 'lang_none:domains=a/b', '--scale', 'smoke', '--learner', 'base', cwd=tmp_path, timeout=TIMEOUT)
+    assert bad.returncode == 2 and "domains = 'a/b' is not allowed: expected four source names" in bad.stderr, bad.stderr

@@ -186,7 +186,7 @@ def test_reproduce_on_own_corpus(reproduced):
 
 TEXT_FREE = {'optformer_planning.ipynb',   # studies of BBOB functions: no corpus to choose
              'alma.ipynb', 'mntdp_ctrl.ipynb', 'nevis.ipynb',   # continual learning on images
-             'continual_language.ipynb'}   # tasks named by stdlib domains (a local corpus: `sequence(kind, text=PATH, domains=...)` from Python)
+             'continual_language.ipynb'}   # tasks named by stdlib domains (a local corpus: the stream 'lang_KIND:text=PATH,domains=A/B/C/D')
 
 @pytest.mark.parametrize('paper', sorted(p.name for p in REPO_PAPERS.glob('*.ipynb')))
 def test_papers_list_their_parameters(paper):

@@ -15,7 +15,7 @@ from ..core import ConfigError
 from ..models import PRESETS
 from .learners import Fit, Learner, LearnerConfig, predict_labels, register_learner
 from .streams import Task
-from .language import _fresh_lm, base_lm, lm_loss
+from .language import CONTEXT, _fresh_lm, base_lm, lm_loss
 
 # %% ../../nbs/continual/61_language_learners.ipynb #a84c0c02
 def _at_least(learner: str, name: str, v, lo: int):
@@ -30,18 +30,23 @@ class FromBase(Learner):
         if preset not in PRESETS: raise ConfigError(f"{self.name} learner preset = {preset!r} is not allowed: expected one of {', '.join(map(repr, PRESETS))}")
         _at_least(self.name, 'pre_steps', pre_steps, 1); _at_least(self.name, 'steps', steps, 0)
         self.preset, self.task_steps = preset, steps
-        if len(self.shape) != 1 or self.shape[0] > PRESETS[preset][3]:
-            raise ConfigError(f"{self.name} learner: inputs of shape {self.shape} are not allowed: expected token windows (T,) with T <= {PRESETS[preset][3]}, preset {preset!r}'s seq_len")
+        if len(self.shape) != 1 or self.shape[0] > CONTEXT:
+            raise ConfigError(f"{self.name} learner: inputs of shape {self.shape} are not allowed: expected token windows (T,) with T <= {CONTEXT}, the models' context")
         self.base, self.pretrain_flops = base_lm(preset, pre_steps, self.cfg.seed)   # the FLOPs no run counts
         self.nets = {}                                    # task name -> its model
 
     def plan(self, tasks: list[Task]) -> list[int]: return [self.task_steps or self.cfg.budget(len(t.x_train)) for t in tasks]
+    def start(self, task: Task, steps: int | None = None):
+        "Begin `task` for `steps` steps (default: as `plan` says, so that the `steps` option holds outside a run too)."
+        return super().start(task, self.plan([task])[0] if steps is None else steps)
     def origin(self, task: Task) -> tuple[nn.Module, dict]:
         "Where `task` starts: the model to copy, and the choice for the record."
         return self.base, {'from': 'base'}
     def _start(self, task: Task):
         net, self.choice = self.origin(task)
         self.fit = Fit(copy.deepcopy(net), task, self.cfg, self.steps, self.task_seed())
+    def _resume(self, task: Task):                    # the fit's weights come from the state: no origin to choose again
+        self.fit = Fit(copy.deepcopy(self.base), task, self.cfg, self.steps, self.task_seed())
     def _finish(self): self.nets[self.task.name] = self.fit.result()
     def model_for(self, task: Task) -> nn.Module: return self.nets[task.name]
     def _predict(self, task: Task, x: torch.Tensor) -> torch.Tensor: return predict_labels(self.model_for(task), x)

@@ -10,7 +10,7 @@ import dataclasses, importlib, math
 from dataclasses import dataclass
 
 from ..core import Run, integer, one_of, option
-from .learners import LearnerConfig, make_learner
+from .learners import LearnerConfig, label_accuracy, make_learner
 from .metrics import accuracy_matrix, average_accuracy, forgetting
 from .resources import Usage
 from .streams import Stream, stream
@@ -23,7 +23,7 @@ for _module in LEARNER_MODULES: importlib.import_module(_module)
 @dataclass
 class ContinualConfig(LearnerConfig):
     "A continual run: which stream, which learner, and how the learner trains."
-    stream: str = option('s_minus', lambda v: isinstance(v, str) and v != '', "a stream name (see lowcomm.continual.streams)")
+    stream: str = option('s_minus', lambda v: isinstance(v, str) and v != '', "a stream name, with its options if any: 'NAME' or 'NAME:key=value,...' (see lowcomm.continual.streams)")
     scale: str = one_of('cpu', 'smoke', 'cpu', 'gpu')
     learner: str = option('finetune', lambda v: isinstance(v, str) and v != '', "a learner name (see lowcomm.continual.learners)")
     root: str = option('', lambda v: isinstance(v, str), "'' (offline sources only) or a folder of the real datasets in torchvision's layout")
@@ -71,6 +71,7 @@ class ContinualRun(Run):
         if self.done == self.offsets[i + 1]:
             self.spend(learner.finish())
             self.task_rows.append(self.task_row(i)); rows.append(('task', self.task_rows[-1]))
+            if self.stream.score is not None and self.record is not None: rows.append(('scores', {'step': self.done, 'task': task.name, **self.stream.score(learner)}))
         return rows
 
     def spend(self, used: Usage):
@@ -88,7 +89,7 @@ class ContinualRun(Run):
         accs = {}
         for t in self.tested(i):
             labels, used = self.learner.predict(t, t.x_test)
-            accs[t.name] = float(labels.eq(t.y_test).float().mean()); self.used['predict_flops'] += used.flops
+            accs[t.name] = label_accuracy(labels, t.y_test); self.used['predict_flops'] += used.flops
         u, task = self.task_used, self.stream.tasks[i]
         return {'step': self.done, 'task': task.name, 'index': i, 'acc': accs[task.name], 'accs': accs,
                 'train_flops': self.used['train_flops'], 'predict_flops': self.used['predict_flops'], 'params': u.params,

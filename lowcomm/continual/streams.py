@@ -4,7 +4,7 @@
 
 # %% ../../nbs/continual/11_streams.ipynb #be2304d2
 from __future__ import annotations
-import dataclasses, functools, gzip, io, math, pickle, random, struct, zlib
+import dataclasses, functools, gzip, inspect, io, math, pickle, random, struct, zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from ..core import ConfigError
 # %% auto #0
 __all__ = ['SPLITS', 'SHAPE', 'LOCAL', 'SOURCES', 'TRANSFORMS', 'SCALES', 'ORDER', 'REAL', 'STREAMS', 'Task', 'TrainingEvent',
            'PredictionEvent', 'Stream', 'draw', 'rotate', 'permute_pixels', 'background', 'add_noise', 'Problem',
-           'build', 's_minus', 's_plus', 's_in', 's_out', 's_pl', 's_long', 'nevis', 'alma', 'stream']
+           'build', 's_minus', 's_plus', 's_in', 's_out', 's_pl', 's_long', 'nevis', 'alma', 'parse_spec', 'stream']
 
 # %% ../../nbs/continual/11_streams.ipynb #f38a2bf9
 SPLITS = ('train', 'val', 'test')
@@ -73,10 +73,10 @@ class PredictionEvent:
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool: return a is b or (a.shape == b.shape and torch.equal(a, b))
 
 class Stream:
-    "A named sequence of tasks; `events()` is what a learner sees, in order."
-    def __init__(self, name: str, tasks: list, shape=None, info: dict | None = None):
+    "A named sequence of tasks; `events()` is what a learner sees, in order. `score`: None, or a function of a learner giving a row of scores of what it has learned (logged by a run after every task)."
+    def __init__(self, name: str, tasks: list, shape=None, info: dict | None = None, score=None):
         if not tasks: raise ConfigError(f"stream {name!r} has no tasks: expected at least one")
-        self.name, self.tasks, self.info = name, list(tasks), dict(info or {})
+        self.name, self.tasks, self.info, self.score = name, list(tasks), dict(info or {}), score
         self.shape = tuple(shape or tasks[0].shape)
         first = {}
         for t in self.tasks:
@@ -509,7 +509,34 @@ def alma(scale: str = 'cpu', seed: int = 0, root=None, shape=SHAPE, megabatches:
 # %% ../../nbs/continual/11_streams.ipynb #51c05858
 STREAMS = {'s_minus': s_minus, 's_plus': s_plus, 's_in': s_in, 's_out': s_out, 's_pl': s_pl, 's_long': s_long, 'alma': alma, 'nevis': nevis}
 
-def stream(name: str, scale: str = 'cpu', seed: int = 0, root=None, **options) -> Stream:
-    "Stream `name` at `scale` ('smoke', 'cpu', 'gpu'), its images drawn from `seed`; `root`: a folder of the real datasets, in torchvision's layout, to use in place of their stand-ins; `options`: the stream's own (shape; ALMA's megabatches, source)."
-    if name not in STREAMS: raise _bad('stream', name, 'one of ' + ', '.join(map(repr, STREAMS)))
-    return STREAMS[name](scale, seed, root, **options)
+def _option(what: str, name: str, param: inspect.Parameter, value: str):
+    "`value` converted to the type of `param`'s default (a default of None: an integer if `value` is one, else the text)."
+    if param.default is None: return int(value) if value.lstrip('-').isdigit() else value
+    kind = type(param.default)
+    if kind is bool:
+        if value.lower() in ('1', 'true', '0', 'false'): return value.lower() in ('1', 'true')
+    elif kind in (int, float, str):
+        try: converted = kind(value)
+        except ValueError: converted = None
+        if converted is not None and (kind is not float or math.isfinite(converted)): return converted
+    else: raise ConfigError(f"{what} option {param.name} of {name!r} cannot be given as text: pass it from Python")
+    raise ConfigError(f"{what} option {param.name} = {value!r} of {name!r} is not allowed: expected a {'finite ' * (kind is float)}{kind.__name__}")
+
+def parse_spec(what: str, spec: str, registry: dict, fixed: tuple) -> tuple[str, dict]:
+    "The name and options of `spec` ('NAME' or 'NAME:key=value,...'), a `what` ('learner', 'stream') of `registry`; an option is a parameter of the registered callable other than the `fixed` ones, its value converted to the type of its default."
+    name, _, options = spec.partition(':') if isinstance(spec, str) else (spec, '', '')
+    if name not in registry: raise _bad(what, name, 'one of ' + ', '.join(map(repr, registry)))
+    params = {k: p for k, p in inspect.signature(registry[name]).parameters.items() if k not in fixed and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    kwargs = {}
+    for item in filter(None, options.split(',')):
+        key, eq, value = item.partition('=')
+        if key not in params or not eq:
+            raise ConfigError(f"{what} option {item!r} of {name!r} is not allowed: expected key=value with key one of "
+                              f"{', '.join(params) or f'(none: this {what} has no options)'}")
+        kwargs[key] = _option(what, name, params[key], value)
+    return name, kwargs
+
+def stream(spec: str, scale: str = 'cpu', seed: int = 0, root=None, **options) -> Stream:
+    "The stream `spec` names ('NAME' or 'NAME:key=value,...', e.g. 'alma:megabatches=6') at `scale` ('smoke', 'cpu', 'gpu'), its data drawn from `seed`; `root`: a folder of the real datasets, in torchvision's layout, to use in place of their stand-ins; `options` (or those of `spec`): the stream's own (shape; ALMA's megabatches, source; a language sequence's text, domains)."
+    name, given = parse_spec('stream', spec, STREAMS, ('scale', 'seed', 'root'))
+    return STREAMS[name](scale, seed, root, **given, **options)

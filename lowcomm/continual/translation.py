@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['LANGS', 'WINDOW', 'TRANSLATION_SCALES', 'SENTENCE', 'TRANSLATION', 'pair_text', 'english', 'english_splits',
            'flores_sentences', 'make_flores', 'translation_task', 'translation_stream', 'translate',
-           'learner_translate', 'flores_scores', 'log_scores']
+           'learner_translate', 'flores_scores', 'score_row', 'flores_folder', 'track_scores']
 
 # %% ../../nbs/continual/62_translation.ipynb #7ca28424
 import functools, re, shutil, tempfile, types
@@ -15,14 +15,15 @@ import numpy as np
 import torch
 
 from ..core import ConfigError
-from ..data import ByteTokenizer, _stable_hash, stdlib_corpus
+from ..data import ByteTokenizer, _cache_dir, _stable_hash, stdlib_corpus
 from ..eval.flores import load_flores, score_matrix, write_flores, _metric
-from .language import TextTask, split_of, text_transform
+from .language import BASE_SOURCE, CONTEXT, TextTask, split_of, text_transform
+from .learners import IGNORE
 from .streams import SPLITS, STREAMS, Stream, _bad
 
 # %% ../../nbs/continual/62_translation.ipynb #bf7bc7dc
 LANGS = {'eng': 'plain', 'xx_cl1': 'conlang1', 'xx_cl2': 'conlang2', 'xx_c3': 'caesar3'}   # code: the transform of English it is
-WINDOW = 64                       # tokens a training window holds: one pair, padded (the tiny GPT's seq_len)
+WINDOW = CONTEXT                  # tokens a training window holds: one pair, padded (the language models' context)
 TRANSLATION_SCALES = {'smoke': 16, 'cpu': 64, 'gpu': 64}   # sentences in each of dev and devtest
 SENTENCE = re.compile(r"[A-Z][a-z]*(?: [A-Za-z][a-z']*,?)+\.")   # a capital, words, a full stop
 
@@ -31,19 +32,22 @@ def pair_text(src: str, tgt: str, sentence: str, translation: str = '') -> str:
     return f"{src}: {sentence}\n{tgt}: {translation}" + ('\n' if translation else '')
 
 def _fits(s: str) -> bool:
-    "Every pair of `s`'s translations fits one window (with its next token)."
+    "Every pair of `s`'s translations fits one window (with its end-of-text token)."
     t = {c: text_transform(n)(s) for c, n in LANGS.items()}
-    return all(len(pair_text(a, b, t[a], t[b]).encode()) <= WINDOW + 1 for a in t for b in t if a != b)
+    return all(len(pair_text(a, b, t[a], t[b]).encode()) <= WINDOW for a in t for b in t if a != b)
 
 @functools.cache
 def english() -> tuple[str, ...]:
-    "The embedded corpus's one-line English sentences (a docstring or comment line that is a capital, words and a full stop, 12 or more characters, every translation fitting a window), once each, in the corpus's order."
+    "The embedded corpus's one-line English sentences (a docstring or comment line that is a capital, words and a full stop, 12 or more characters, every translation fitting a window) that the base LM never read: from every domain but its pretraining text (`BASE_SOURCE`), and none that text holds; once each, in the corpus's order."
+    docs = stdlib_corpus()
+    read = '\n'.join(d.text for d in docs if d.domain == BASE_SOURCE)
     found = {}
-    for d in stdlib_corpus():
+    for d in docs:
+        if d.domain == BASE_SOURCE: continue
         for line in d.text.splitlines():
             s = line.strip().lstrip('#').strip().strip('"\'').strip()
             if len(s) >= 12 and SENTENCE.fullmatch(s): found.setdefault(s, None)
-    return tuple(s for s in found if _fits(s))
+    return tuple(s for s in found if _fits(s) and s not in read)
 
 def _check_scale(scale, seed):
     if scale not in TRANSLATION_SCALES: raise _bad('scale', scale, 'one of ' + ', '.join(map(repr, TRANSLATION_SCALES)))
@@ -64,6 +68,7 @@ def flores_sentences(split: str, scale: str = 'cpu', seed: int = 0) -> dict[str,
 def make_flores(root, scale: str = 'cpu', seed: int = 0) -> Path:
     "The FLORES folder of the constructed languages at `root` (dev and devtest): written whole into a temporary folder, then renamed into place; a folder already there with the same sentences is kept as it is."
     root, want = Path(root), {s: flores_sentences(s, scale, seed) for s in ('dev', 'devtest')}
+    root.parent.mkdir(parents=True, exist_ok=True)
     if not root.exists():
         tmp = Path(tempfile.mkdtemp(prefix=f'.{root.name}-', dir=root.parent))
         for split, sents in want.items(): write_flores(tmp, split, sents)
@@ -74,12 +79,14 @@ def make_flores(root, scale: str = 'cpu', seed: int = 0) -> Path:
     return root
 
 # %% ../../nbs/continual/62_translation.ipynb #24d7ef7c
-def _windows(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    "One window per text: its bytes and the end-of-text token, padded with end-of-text to WINDOW + 1 tokens; x the first WINDOW, y the next tokens."
-    t = torch.full((len(texts), WINDOW + 1), ByteTokenizer.eot)
-    for i, s in enumerate(texts):
-        b = s.encode(); t[i, :len(b)] = torch.tensor(list(b))
-    return t[:, :-1].contiguous(), t[:, 1:].contiguous()
+def _windows(examples: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    "One window per (prompt, example): the example's bytes and end-of-text, padded with end-of-text to WINDOW + 1 tokens; x the first WINDOW, y the next tokens where they are the translation (its newline and end-of-text included), IGNORE elsewhere (the prompt, the padding)."
+    t, y = torch.full((len(examples), WINDOW + 1), ByteTokenizer.eot), torch.full((len(examples), WINDOW), IGNORE)
+    for i, (prompt, example) in enumerate(examples):
+        b, start = example.encode(), len(prompt.encode())
+        t[i, :len(b)] = torch.tensor(list(b))
+        y[i, start - 1:len(b)] = t[i, start:len(b) + 1]  # y[j] is token j + 1: from the translation's first byte to its end-of-text
+    return t[:, :-1].contiguous(), y
 
 def _pair(name: str) -> tuple[str, str]:
     "(src, tgt) of a task named 'translate:SRC-TGT'."
@@ -89,20 +96,21 @@ def _pair(name: str) -> tuple[str, str]:
     return m[1], m[2]
 
 def translation_task(name: str, scale: str = 'cpu', seed: int = 0) -> TextTask:
-    "The task `name` ('translate:SRC-TGT'): a window per sentence of the pool, 'SRC: sentence\\nTGT: translation\\n'; the pool's sentences split into train, val and test by `split_of`."
+    "The task `name` ('translate:SRC-TGT'): a window per sentence of the pool, 'SRC: sentence\\nTGT: translation\\n', only the translation to be predicted; the pool's sentences split into train, val and test by `split_of`."
     src, tgt = _pair(name)
     pool, f, g = english_splits(scale, seed)['pool'], text_transform(LANGS[src]), text_transform(LANGS[tgt])
-    splits = {s: _windows([pair_text(src, tgt, f(e), g(e)) for e in pool if split_of(e) == s]) for s in SPLITS}
+    splits = {s: _windows([(pair_text(src, tgt, f(e)), pair_text(src, tgt, f(e), g(e))) for e in pool if split_of(e) == s]) for s in SPLITS}
     info = dict(source='translation', src=src, tgt=tgt, scale=scale, seed=seed, **{s: len(splits[s][0]) for s in SPLITS}, seq_len=WINDOW)
     return TextTask(name, *splits['train'], *splits['val'], *splits['test'], ByteTokenizer.vocab_size, info).check()
 
 TRANSLATION = ('translate:eng-xx_c3', 'translate:eng-xx_cl1', 'translate:eng-xx_cl2', 'translate:xx_cl1-eng')
 
 def translation_stream(scale: str = 'cpu', seed: int = 0, root=None) -> Stream:
-    "The translation tasks of `TRANSLATION` in order, as the stream 'lang_translation'."
+    "The translation tasks of `TRANSLATION` in order, as the stream 'lang_translation'; a run logs a learner's devtest chrF matrix after each (`track_scores`)."
     if root is not None: raise _bad('root', root, "None for the translation stream (its sentences come from the embedded corpus)")
     tasks = [translation_task(n, scale, seed) for n in TRANSLATION]
-    return Stream('lang_translation', tasks, info=dict(stream='lang_translation', scale=scale, seed=seed, langs=list(LANGS)))
+    return Stream('lang_translation', tasks, info=dict(stream='lang_translation', scale=scale, seed=seed, langs=list(LANGS)),
+                  score=lambda learner: track_scores(learner, scale, seed))
 
 STREAMS['lang_translation'] = translation_stream
 
@@ -153,9 +161,15 @@ def flores_scores(learner, root, split: str = 'devtest', langs: list[str] | None
     hyps = lambda src, tgt, sents: learner_translate(learner, src, tgt, sents) or [None] * len(sents)
     return score_matrix(hyps, data, langs, lambda h, r: np.nan if None in h else score(h, r), progress=False)
 
-def log_scores(run, matrix: np.ndarray, langs: list[str], metric: str = 'chrf'):
-    "Write the score matrix into `run`'s record as a 'scores' row: metric, langs, matrix (None for NaN), the last task learned, step."
-    if run.record is None: raise ConfigError("this run has no run record: open it with a run directory to log scores")
-    rows = [[None if np.isnan(v) else float(v) for v in row] for row in np.asarray(matrix, dtype=float)]
-    last = run.task_rows[-1]['task'] if run.task_rows else None
-    run.record.log('scores', step=run.position, metric=metric, langs=list(langs), matrix=rows, task=last)
+def score_row(matrix: np.ndarray, langs: list[str], metric: str = 'chrf') -> dict:
+    "A score matrix as a run logs it in a 'scores' row (with the step and the last task learned): metric, langs, matrix (None for NaN)."
+    return dict(metric=metric, langs=list(langs), matrix=[[None if np.isnan(v) else float(v) for v in row] for row in np.asarray(matrix, dtype=float)])
+
+def flores_folder(scale: str = 'cpu', seed: int = 0, cache_dir=None) -> Path:
+    "The translation track's FLORES folder, made once in the cache and named by its sentences (another stdlib, another folder)."
+    sents = [s for split in ('dev', 'devtest') for s in english_splits(scale, seed)[split]]
+    return make_flores(_cache_dir(cache_dir) / 'continual' / f"flores-{scale}-{seed}-{_stable_hash(chr(10).join(sents)):016x}", scale, seed)
+
+def track_scores(learner, scale: str = 'cpu', seed: int = 0) -> dict:
+    "What a run of 'lang_translation' logs after each task: `learner`'s devtest chrF matrix, as a `score_row`."
+    return score_row(*flores_scores(learner, flores_folder(scale, seed)))
