@@ -4,7 +4,7 @@
 
 # %% ../../nbs/continual/11_streams.ipynb #be2304d2
 from __future__ import annotations
-import dataclasses, functools, gzip, inspect, io, math, pickle, random, struct, zlib
+import dataclasses, functools, gzip, inspect, io, math, pickle, random, struct, typing, zlib
 from pathlib import Path
 
 import numpy as np
@@ -509,10 +509,18 @@ def alma(scale: str = 'cpu', seed: int = 0, root=None, shape=SHAPE, megabatches:
 # %% ../../nbs/continual/11_streams.ipynb #51c05858
 STREAMS = {'s_minus': s_minus, 's_plus': s_plus, 's_in': s_in, 's_out': s_out, 's_pl': s_pl, 's_long': s_long, 'alma': alma, 'nevis': nevis}
 
+def _kind(param: inspect.Parameter) -> type:
+    "The type an option's text becomes: its default's; for a default of None, its annotation's other type (`int | None`: int), else text."
+    if param.default is not None: return type(param.default)
+    others = [a for a in typing.get_args(param.annotation) if a is not type(None)]
+    return others[0] if len(others) == 1 and others[0] in (bool, int, float, str) else str
+
+_KIND_NAMES = {bool: '1, true, 0 or false', int: 'an integer', float: 'a finite float', str: 'text'}
+
 def _option(what: str, name: str, param: inspect.Parameter, value: str):
-    "`value` converted to the type of `param`'s default (a default of None: an integer if `value` is one, else the text)."
-    if param.default is None: return int(value) if value.lstrip('-').isdigit() else value
-    kind = type(param.default)
+    "`value` converted to the option's type (see `_kind`)."
+    if value == '': raise ConfigError(f"{what} option {param.name} of {name!r} is empty: expected {param.name}=VALUE")
+    kind = _kind(param)
     if kind is bool:
         if value.lower() in ('1', 'true', '0', 'false'): return value.lower() in ('1', 'true')
     elif kind in (int, float, str):
@@ -520,13 +528,13 @@ def _option(what: str, name: str, param: inspect.Parameter, value: str):
         except ValueError: converted = None
         if converted is not None and (kind is not float or math.isfinite(converted)): return converted
     else: raise ConfigError(f"{what} option {param.name} of {name!r} cannot be given as text: pass it from Python")
-    raise ConfigError(f"{what} option {param.name} = {value!r} of {name!r} is not allowed: expected a {'finite ' * (kind is float)}{kind.__name__}")
+    raise ConfigError(f"{what} option {param.name} = {value!r} of {name!r} is not allowed: expected {_KIND_NAMES[kind]}")
 
 def parse_spec(what: str, spec: str, registry: dict, fixed: tuple) -> tuple[str, dict]:
-    "The name and options of `spec` ('NAME' or 'NAME:key=value,...'), a `what` ('learner', 'stream') of `registry`; an option is a parameter of the registered callable other than the `fixed` ones, its value converted to the type of its default."
+    "The name and options of `spec` ('NAME' or 'NAME:key=value,...'; a value holds no comma), a `what` ('learner', 'stream') of `registry`; an option is a parameter of the registered callable other than the `fixed` ones, its value converted by `_kind`."
     name, _, options = spec.partition(':') if isinstance(spec, str) else (spec, '', '')
     if name not in registry: raise _bad(what, name, 'one of ' + ', '.join(map(repr, registry)))
-    params = {k: p for k, p in inspect.signature(registry[name]).parameters.items() if k not in fixed and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    params = {k: p for k, p in inspect.signature(registry[name], eval_str=True).parameters.items() if k not in fixed and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     kwargs = {}
     for item in filter(None, options.split(',')):
         key, eq, value = item.partition('=')
@@ -539,4 +547,5 @@ def parse_spec(what: str, spec: str, registry: dict, fixed: tuple) -> tuple[str,
 def stream(spec: str, scale: str = 'cpu', seed: int = 0, root=None, **options) -> Stream:
     "The stream `spec` names ('NAME' or 'NAME:key=value,...', e.g. 'alma:megabatches=6') at `scale` ('smoke', 'cpu', 'gpu'), its data drawn from `seed`; `root`: a folder of the real datasets, in torchvision's layout, to use in place of their stand-ins; `options` (or those of `spec`): the stream's own (shape; ALMA's megabatches, source; a language sequence's text, domains)."
     name, given = parse_spec('stream', spec, STREAMS, ('scale', 'seed', 'root'))
+    if twice := sorted(set(given) & set(options)): raise ConfigError(f"stream option {twice[0]} of {name!r} is given twice, in {spec!r} and as an argument: expected it once")
     return STREAMS[name](scale, seed, root, **given, **options)

@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['LANGS', 'WINDOW', 'TRANSLATION_SCALES', 'SENTENCE', 'TRANSLATION', 'pair_text', 'english', 'english_splits',
-           'flores_sentences', 'make_flores', 'translation_task', 'translation_stream', 'translate',
-           'learner_translate', 'flores_scores', 'score_row', 'flores_folder', 'track_scores']
+           'flores_sentences', 'make_flores', 'flores_folder', 'translation_task', 'translation_stream', 'translate',
+           'learner_translate', 'flores_scores', 'score_row']
 
 # %% ../../nbs/continual/62_translation.ipynb #7ca28424
-import functools, re, shutil, tempfile, types
+import functools, json, re, shutil, tempfile, types
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +78,11 @@ def make_flores(root, scale: str = 'cpu', seed: int = 0) -> Path:
         raise ConfigError(f"{root} holds other sentences than the constructed languages' at scale {scale!r}, seed {seed}: expected a new folder, or one make_flores wrote with these settings")
     return root
 
+def flores_folder(scale: str = 'cpu', seed: int = 0, cache_dir=None) -> Path:
+    "The translation track's FLORES folder, made once in the cache and named by its sentences in every language (another stdlib or transform, another folder)."
+    sents = json.dumps({split: flores_sentences(split, scale, seed) for split in ('dev', 'devtest')}, sort_keys=True)
+    return make_flores(_cache_dir(cache_dir) / 'continual' / f"flores-{scale}-{seed}-{_stable_hash(sents):016x}", scale, seed)
+
 # %% ../../nbs/continual/62_translation.ipynb #24d7ef7c
 def _windows(examples: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
     "One window per (prompt, example): the example's bytes and end-of-text, padded with end-of-text to WINDOW + 1 tokens; x the first WINDOW, y the next tokens where they are the translation (its newline and end-of-text included), IGNORE elsewhere (the prompt, the padding)."
@@ -106,11 +111,12 @@ def translation_task(name: str, scale: str = 'cpu', seed: int = 0) -> TextTask:
 TRANSLATION = ('translate:eng-xx_c3', 'translate:eng-xx_cl1', 'translate:eng-xx_cl2', 'translate:xx_cl1-eng')
 
 def translation_stream(scale: str = 'cpu', seed: int = 0, root=None) -> Stream:
-    "The translation tasks of `TRANSLATION` in order, as the stream 'lang_translation'; a run logs a learner's devtest chrF matrix after each (`track_scores`)."
+    "The translation tasks of `TRANSLATION` in order, as the stream 'lang_translation'; a run logs a learner's devtest chrF matrix after each (on `flores_folder`)."
     if root is not None: raise _bad('root', root, "None for the translation stream (its sentences come from the embedded corpus)")
     tasks = [translation_task(n, scale, seed) for n in TRANSLATION]
+    flores = flores_folder(scale, seed)                   # made (or checked) now: a problem stops the run before it trains
     return Stream('lang_translation', tasks, info=dict(stream='lang_translation', scale=scale, seed=seed, langs=list(LANGS)),
-                  score=lambda learner: track_scores(learner, scale, seed))
+                  score=lambda learner: score_row(*flores_scores(learner, flores)))
 
 STREAMS['lang_translation'] = translation_stream
 
@@ -164,12 +170,3 @@ def flores_scores(learner, root, split: str = 'devtest', langs: list[str] | None
 def score_row(matrix: np.ndarray, langs: list[str], metric: str = 'chrf') -> dict:
     "A score matrix as a run logs it in a 'scores' row (with the step and the last task learned): metric, langs, matrix (None for NaN)."
     return dict(metric=metric, langs=list(langs), matrix=[[None if np.isnan(v) else float(v) for v in row] for row in np.asarray(matrix, dtype=float)])
-
-def flores_folder(scale: str = 'cpu', seed: int = 0, cache_dir=None) -> Path:
-    "The translation track's FLORES folder, made once in the cache and named by its sentences (another stdlib, another folder)."
-    sents = [s for split in ('dev', 'devtest') for s in english_splits(scale, seed)[split]]
-    return make_flores(_cache_dir(cache_dir) / 'continual' / f"flores-{scale}-{seed}-{_stable_hash(chr(10).join(sents)):016x}", scale, seed)
-
-def track_scores(learner, scale: str = 'cpu', seed: int = 0) -> dict:
-    "What a run of 'lang_translation' logs after each task: `learner`'s devtest chrF matrix, as a `score_row`."
-    return score_row(*flores_scores(learner, flores_folder(scale, seed)))
