@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..core import ConfigError, atomic_write, atomic_write_json
-from ..data import ByteTokenizer, Document, _cache_dir, _docs_key, _stable_hash, cut_text, load_corpus, stdlib_corpus
+from ..data import ByteTokenizer, Document, _cache_dir, _stable_hash, cut_text, load_corpus, stdlib_corpus
 from ..models import GPT, preset
 from .learners import IGNORE, Fit, LearnerConfig
 from .resources import measure
@@ -77,6 +77,7 @@ def _shuffle(n: int, value: int, seed: int) -> int:
 
 def _made_up(word: str, seed: int) -> str:
     "The constructed language's word for `word` (lower-case letters): its index among the words of its length, shuffled by `seed`, after all shorter words; written in base 65, a syllable a digit (so two words never share one)."
+    if not re.fullmatch('[a-z]+', word): raise ValueError(f"a made-up word needs lower-case letters a-z, not {word!r}")
     length, index = len(word), sum((ord(c) - ord('a')) * 26 ** i for i, c in enumerate(word))
     index = sum(26 ** k for k in range(1, length)) + _shuffle(26 ** length, index, seed)
     out = SYLLABLES[index % 65]
@@ -176,8 +177,8 @@ BASE_SOURCE = 'modules'   # the base LM's pretraining text: the stdlib's top-lev
 CONTEXT = 128             # tokens every GPT of the family sees (the base's pretraining windows): a translation pair fits one
 
 def base_lm(name: str = 'tiny', steps: int = 400, seed: int = 0, lr: float = 2e-3, batch: int = 16, cache_dir=None) -> tuple[LM, int]:
-    "GPT preset `name` (with a context of CONTEXT tokens) pretrained `steps` steps on windows of the plain text of the stdlib's top-level modules, and the FLOPs that cost; made once and cached on disk, keyed by these settings, the windows drawn and the text (its documents' names and sizes)."
-    text = _docs_key([d for d in stdlib_corpus() if d.domain == BASE_SOURCE])      # this Python's stdlib: its names and sizes
+    "GPT preset `name` (with a context of CONTEXT tokens) pretrained `steps` steps on windows of the plain text of the stdlib's top-level modules, and the FLOPs that cost; made once and cached on disk, keyed by these settings, the windows drawn and a hash of the text (this Python's stdlib)."
+    text = hashlib.sha256('\0'.join(d.name + '\0' + d.text for d in stdlib_corpus() if d.domain == BASE_SOURCE).encode()).hexdigest()[:16]
     settings = json.dumps(dict(preset=name, steps=steps, seed=seed, lr=lr, batch=batch, source=BASE_SOURCE, context=CONTEXT,
                                windows=LANG_SCALES['cpu']['train'], text=text), sort_keys=True)
     state, flops = _base_lm(settings, str(_cache_dir(cache_dir)))

@@ -541,6 +541,7 @@ def parse_spec(what: str, spec: str, registry: dict, fixed: tuple) -> tuple[str,
         if key not in params or not eq:
             raise ConfigError(f"{what} option {item!r} of {name!r} is not allowed: expected key=value with key one of "
                               f"{', '.join(params) or f'(none: this {what} has no options)'}")
+        if key in kwargs: raise ConfigError(f"{what} option {key} of {name!r} is given twice in {spec!r}: expected it once")
         kwargs[key] = _option(what, name, params[key], value)
     return name, kwargs
 
