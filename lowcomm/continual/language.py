@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..core import ConfigError, atomic_write, atomic_write_json
-from ..data import ByteTokenizer, Document, _cache_dir, _stable_hash, cut_text, load_corpus, stdlib_corpus
+from ..data import ByteTokenizer, Document, _cache_dir, _stable_hash, cut_text, load_corpus, load_jsonl, stdlib_corpus
 from ..models import GPT, preset
 from .learners import IGNORE, Fit, LearnerConfig
 from .resources import measure
@@ -108,10 +108,15 @@ def text_transform(name: str):
 # %% ../../nbs/continual/60_language.ipynb #c48ecdf3
 FRACS = {'test': .1, 'val': .1}    # of a source's pieces, by a hash of their names
 
+def _local(text: str) -> list[Document]:
+    "The documents of the local corpus at path `text`: a folder of JSON-lines files (through `datasets`, a domain per file, named by its stem), else what `load_corpus` reads."
+    files = sorted(Path(text).glob('*.jsonl')) if Path(text).is_dir() else []
+    return [d for f in files for d in load_jsonl(f)] if files else load_corpus(text)
+
 @functools.cache
 def _documents(source: str, text: str | None) -> tuple:
     "The documents of `source`: a domain of the standard library's sources, or of the corpus at path `text`; each cut into pieces of about DOC_CHARS."
-    docs = stdlib_corpus() if text is None else load_corpus(text)
+    docs = stdlib_corpus() if text is None else _local(text)
     have = sorted({d.domain for d in docs})
     if source not in have: raise _bad('text source', source, f"a domain of {'the standard library' if text is None else text}: one of {', '.join(map(repr, have))}")
     return tuple(Document(t, d.domain, f'{d.name}#{i}') for d in docs if d.domain == source for i, t in enumerate(cut_text(d.text)))
